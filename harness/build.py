@@ -1,0 +1,173 @@
+"""Kernel build: out of tree, through ccache, cached by everything that decides the result.
+
+Artifact key = source identity + series content + merged config + toolchain version.
+A key already in kernels/ means no make at all. Otherwise make runs in a build directory
+kept per source and merged config, so after a one-file patch change make recompiles only
+the objects that file feeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness import cache, kconfig, patches, proc
+from harness.errors import BuildError
+from harness.runconfig import KernelSpec
+from harness.source import SourceTree
+
+# Fixed build identity: the same inputs give the same bits, and ccache can hit on version.c.
+REPRODUCIBLE_ENV = {
+    "KBUILD_BUILD_TIMESTAMP": "1970-01-01",
+    "KBUILD_BUILD_USER": "folio-harness",
+    "KBUILD_BUILD_HOST": "folio-harness",
+    "KBUILD_BUILD_VERSION": "1",
+}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    spec: KernelSpec
+    source: SourceTree
+    series: patches.Series
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    make_args: tuple[str, ...] = ()
+
+
+@dataclass
+class BuildResult:
+    key: str
+    bzimage: Path
+    config: Path
+    log: Path
+    cached: bool  # True: artifacts came from the cache, no make ran
+    head: str  # source commit built
+    config_sha256: str
+    toolchain: str
+    build_dir: Path
+    seconds: dict[str, float]
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        for k in ("bzimage", "config", "log", "build_dir"):
+            data[k] = str(data[k])
+        return data
+
+
+def toolchain_version() -> str:
+    gcc = proc.output_of(["gcc", "--version"]).splitlines()[0]
+    ld = proc.output_of(["ld", "--version"]).splitlines()[0]
+    return f"{gcc}; {ld}"
+
+
+def _make_env() -> dict[str, str]:
+    env = dict(REPRODUCIBLE_ENV)
+    env["CCACHE_DIR"] = str(cache.root() / "ccache")
+    env.setdefault("CCACHE_MAXSIZE", "8G")
+    return env
+
+
+def make_command(tree: Path, build_dir: Path, jobs: int, extra: tuple[str, ...]) -> list[str]:
+    cc = "ccache gcc" if shutil.which("ccache") else "gcc"
+    return [
+        "make",
+        "-C",
+        str(tree),
+        f"O={build_dir}",
+        "ARCH=x86_64",
+        f"CC={cc}",
+        f"HOSTCC={cc}",
+        f"-j{jobs}",
+        *extra,
+        "bzImage",
+    ]
+
+
+def _install_config(build_dir: Path, text: str) -> None:
+    """Write .config only when it changed, so make does not see a new config for nothing."""
+    target = build_dir / ".config"
+    if target.exists() and target.read_text() == text:
+        return
+    build_dir.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
+def build(request: BuildRequest, log_path: Path, progress: object = None) -> BuildResult:
+    """Apply the series, merge the config, and build unless the artifacts are cached."""
+    seconds: dict[str, float] = {}
+    source = request.source
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with cache.locked(f"source-{source.identity}"):
+        t0 = time.monotonic()
+        head = patches.apply(source, request.series)
+        seconds["patch"] = time.monotonic() - t0
+
+        t0 = time.monotonic()
+        scratch = cache.root() / "builds" / f"{source.identity}-kconfig"
+        merged = kconfig.merge(
+            source.tree, scratch, request.spec.base_config, request.spec.fragments, log_path
+        )
+        seconds["kconfig"] = time.monotonic() - t0
+
+        toolchain = toolchain_version()
+        key_text = json.dumps(
+            {
+                "source": source.identity,
+                "series": request.series.identity,
+                "config": merged.sha256,
+                "toolchain": toolchain,
+                "make_args": list(request.make_args),
+            },
+            sort_keys=True,
+        )
+        key = cache.sha256_bytes(key_text.encode())[:20]
+        store = cache.root() / "kernels" / key
+        build_dir = cache.root() / "builds" / f"{source.identity}-{merged.sha256[:16]}"
+
+        def result(cached: bool) -> BuildResult:
+            return BuildResult(
+                key=key,
+                bzimage=store / "bzImage",
+                config=store / "config",
+                log=store / "build.log",
+                cached=cached,
+                head=head,
+                config_sha256=merged.sha256,
+                toolchain=toolchain,
+                build_dir=build_dir,
+                seconds=seconds,
+            )
+
+        if (store / "bzImage").exists():
+            with log_path.open("a") as log:
+                log.write(f"# kernel {key} found in the cache: no make\n")
+            return result(cached=True)
+
+        t0 = time.monotonic()
+        _install_config(build_dir, merged.text)
+        argv = make_command(source.tree, build_dir, request.jobs, request.make_args)
+        with log_path.open("a") as log:
+            try:
+                proc.run(argv, env=_make_env(), log=log, log_path=log_path)
+            except proc.CommandError as exc:
+                raise BuildError(
+                    f"kernel build failed (status {exc.returncode}); see {log_path}\n"
+                    + _first_errors(exc.output)
+                ) from None
+        seconds["make"] = time.monotonic() - t0
+
+        with cache.staging_dir(store) as staging:
+            shutil.copy2(build_dir / "arch/x86/boot/bzImage", staging / "bzImage")
+            shutil.copy2(build_dir / ".config", staging / "config")
+            shutil.copy2(log_path, staging / "build.log")
+            (staging / "meta.json").write_text(key_text + "\n")
+        return result(cached=False)
+
+
+def _first_errors(output: str) -> str:
+    lines = [line for line in output.splitlines() if "error:" in line or "Error " in line]
+    return "\n".join(lines[:10])

@@ -1,0 +1,132 @@
+"""Command line: harness run | build | boot | doctor | model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from harness import doctor, initramfs, machine, report, run, runconfig
+from harness.errors import HarnessError
+
+
+def _results_root(args: argparse.Namespace) -> Path:
+    return Path(args.results).resolve()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = runconfig.load(Path(args.config))
+    return run.execute(cfg, _results_root(args), ["harness", *sys.argv[1:]])
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    cfg = runconfig.load(Path(args.config))
+    progress = report.Progress()
+    phases = report.Phases(progress)
+    work = _results_root(args) / "builds"
+    work.mkdir(parents=True, exist_ok=True)
+    result = run.prepare_kernel(cfg, work, phases)
+    print(result.bzimage)
+    return 0
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    """Boot the config's kernel with one command (or an interactive shell) in the guest."""
+    cfg = runconfig.load(Path(args.config))
+    progress = report.Progress()
+    phases = report.Phases(progress)
+    run_dir = run.new_run_dir(_results_root(args), cfg.path)
+    kernel = run.prepare_kernel(cfg, run_dir, phases)
+    command = " ".join(args.command).strip()
+    interactive = not command
+    jobs = [] if interactive else [initramfs.Job("command", command=command)]
+    image = initramfs.build(run_dir / "initramfs.cpio", run.GUEST_TESTS, jobs,
+                            interactive=interactive)  # fmt: skip
+    accel, why = machine.resolve_accel(cfg.machine.accel, kernel.bzimage, image, run_dir)
+    progress.say(f"accel: {accel} ({why})")
+    request = machine.BootRequest(
+        kernel=kernel.bzimage, initramfs=image, console_log=run_dir / "console.log",
+        data_log=None, accel=accel, memory_mb=cfg.machine.memory_mb, cpus=cfg.machine.cpus,
+        cmdline=cfg.kernel.cmdline, boot_timeout=cfg.machine.boot_timeout,
+        job_timeout=cfg.machine.step_timeout, jobs=tuple(j.name for j in jobs),
+    )  # fmt: skip
+    if interactive:
+        argv = machine.qemu_argv(request)
+        argv[argv.index("stdio")] = "mon:stdio"
+        progress.say("interactive console; quit with Ctrl-A x")
+        os.execvp(argv[0], argv)
+    result = machine.QemuMachine().boot(request, on_line=lambda line: print(line, flush=True))
+    progress.say(f"guest {result.outcome}; console log {request.console_log}")
+    fatal = result.report.fatal
+    if fatal is not None:
+        print(f"kernel {fatal.kind}: {fatal.headline}", file=sys.stderr)
+    status = result.report.finished.get("command")
+    if result.outcome != "done" or status is None:
+        return run.EXIT_ERROR
+    return 0 if status == 0 else run.EXIT_FAIL
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    return doctor.main()
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from harness import model, workload
+
+    scenarios = workload.load_workload(Path(args.workload))
+    for sc in scenarios:
+        result = model.predict(sc)
+        if args.json:
+            import json
+
+            print(json.dumps(result.to_json(), indent=2))
+        else:
+            print(model.format_table(result))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness", description=__doc__)
+    p.add_argument("--results", default="results", help="results directory (default: ./results)")
+    sub = p.add_subparsers(dest="command_name", required=True)
+
+    r = sub.add_parser("run", help="build, boot, run the scenarios and compare with the model")
+    r.add_argument("--config", required=True, help="run config YAML, e.g. configs/thp.yaml")
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("build", help="build (or fetch from the cache) the config's kernel")
+    b.add_argument("--config", required=True)
+    b.set_defaults(func=cmd_build)
+
+    bo = sub.add_parser("boot", help="boot the kernel: run CMD in the guest, or a shell")
+    bo.add_argument("--config", required=True)
+    bo.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD to run in the guest")
+    bo.set_defaults(func=cmd_boot)
+
+    d = sub.add_parser("doctor", help="check the host tools a run needs")
+    d.set_defaults(func=cmd_doctor)
+
+    m = sub.add_parser("model", help="print the reference model's predictions, no kernel")
+    m.add_argument("--workload", required=True)
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_model)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "command", None) and args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    try:
+        return int(args.func(args))
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return run.EXIT_ERROR
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return run.EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

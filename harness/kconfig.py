@@ -1,0 +1,118 @@
+"""Kconfig: merge fragments onto a base config with the kernel's own tools, then verify.
+
+merge_config.sh and olddefconfig silently drop an option whose dependencies are not met;
+a dropped option would make a run test something other than what was asked, so every
+requested value is checked against the result and a mismatch is an error naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import cache, proc
+from harness.errors import ConfigError, KconfigError
+
+_SET_RE = re.compile(r'^(CONFIG_[A-Za-z0-9_]+)=("(?:[^"\\]|\\.)*"|[^\s"#]+)$')
+_UNSET_RE = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
+
+
+@dataclass(frozen=True)
+class Request:
+    option: str
+    value: str  # 'n' for "is not set"
+    fragment: Path
+    line: int
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """A .config or fragment as option -> value ('n' for '# ... is not set')."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if m := _SET_RE.match(line):
+            values[m.group(1)] = m.group(2)
+        elif m := _UNSET_RE.match(line):
+            values[m.group(1)] = "n"
+    return values
+
+
+def read_fragment(path: Path) -> list[Request]:
+    requests: list[Request] = []
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read kconfig fragment: {exc.strerror}") from None
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or (line.startswith("#") and not _UNSET_RE.match(line)):
+            continue
+        if m := _SET_RE.match(line):
+            requests.append(Request(m.group(1), m.group(2), path, lineno))
+        elif m := _UNSET_RE.match(line):
+            requests.append(Request(m.group(1), "n", path, lineno))
+        else:
+            raise ConfigError(
+                f"{path}:{lineno}: not a kconfig line: {raw.strip()!r} "
+                "(expected CONFIG_FOO=y or '# CONFIG_FOO is not set'; kconfig has no "
+                "comments after a value)"
+            )
+    return requests
+
+
+def verify(merged: dict[str, str], requests: list[Request]) -> None:
+    """Raise KconfigError listing every requested option the merged config lost."""
+    final: dict[str, Request] = {}
+    for req in requests:  # later fragments override earlier ones, as in merge_config.sh
+        final[req.option] = req
+    problems = []
+    for req in final.values():
+        got = merged.get(req.option, "n")
+        if got != req.value:
+            shown = "not set" if got == "n" else got
+            problems.append(
+                f"  {req.option}: requested {req.value} at {req.fragment}:{req.line}, got {shown}"
+            )
+    if problems:
+        raise KconfigError(
+            "kconfig dropped requested options (usually a missing 'depends on'; add the "
+            "dependency to the fragment or remove the line):\n" + "\n".join(problems)
+        )
+
+
+@dataclass(frozen=True)
+class MergedConfig:
+    text: str
+    sha256: str
+
+
+def merge(
+    tree: Path, scratch: Path, base_config: str, fragments: tuple[Path, ...], log_path: Path
+) -> MergedConfig:
+    """Produce the final .config in `scratch` (an O= directory used only for kconfig)."""
+    requests = [req for frag in fragments for req in read_fragment(frag)]
+    scratch.mkdir(parents=True, exist_ok=True)
+    make = ["make", "-s", "-C", str(tree), f"O={scratch}", "ARCH=x86_64"]
+    with log_path.open("a") as log:
+        proc.run([*make, base_config], log=log, log_path=log_path)
+        if fragments:
+            proc.run(
+                [
+                    str(tree / "scripts/kconfig/merge_config.sh"),
+                    "-m",
+                    "-O",
+                    str(scratch),
+                    str(scratch / ".config"),
+                    *map(str, fragments),
+                ],
+                cwd=tree,
+                log=log,
+                log_path=log_path,
+            )
+        proc.run([*make, "olddefconfig"], log=log, log_path=log_path)
+    text = (scratch / ".config").read_text()
+    verify(parse_config(text), requests)
+    # The header carries the kernel version only; hash the option lines so comments don't matter.
+    options = "\n".join(line for line in text.splitlines() if line.startswith("CONFIG_"))
+    return MergedConfig(text, cache.sha256_bytes(options.encode()))

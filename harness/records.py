@@ -1,0 +1,202 @@
+"""Parser of mmwork's data-channel records (guest-tests/WORKLOAD.md, "Records").
+
+Pure: a stream of lines in, per-scenario results out. Tolerant of a truncated stream (a
+crashed guest): whatever arrived is kept and the scenario is marked incomplete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+# /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h)
+KPF_NAMES = {
+    0: "locked", 3: "uptodate", 4: "dirty", 5: "lru", 6: "active", 10: "buddy",
+    11: "mmap", 12: "anon", 13: "swapcache", 14: "swapbacked", 15: "compound_head",
+    16: "compound_tail", 17: "huge", 19: "hwpoison", 20: "nopage", 21: "ksm", 22: "thp",
+    23: "offline", 24: "zero_page", 25: "idle", 26: "pgtable",
+}  # fmt: skip
+PM_PRESENT = 1 << 63
+PM_SWAP = 1 << 62
+PM_FILE = 1 << 61
+PM_MMAP_EXCLUSIVE = 1 << 56
+
+
+@dataclass
+class Page:
+    va: int
+    pfn: int | None
+    pagemap: int
+    page_mapcount: int | None
+    kpageflags: int | None
+    head_pfn: int | None
+    order: int | None
+
+    @property
+    def present(self) -> bool:
+        return self.pfn is not None
+
+    def flags(self) -> list[str]:
+        if self.kpageflags is None:
+            return []
+        return [name for bit, name in KPF_NAMES.items() if self.kpageflags >> bit & 1]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "va": f"0x{self.va:x}",
+            "pfn": self.pfn,
+            "page_mapcount": self.page_mapcount,
+            "head_pfn": self.head_pfn,
+            "order": self.order,
+            "flags": self.flags(),
+            "pagemap_exclusive": bool(self.pagemap & PM_MMAP_EXCLUSIVE),
+            "pagemap_file": bool(self.pagemap & PM_FILE),
+        }
+
+
+@dataclass
+class VmaInfo:
+    start: int
+    end: int
+    rss_kb: int
+    anon_huge_kb: int
+    shmem_pmd_kb: int
+    file_pmd_kb: int
+
+    @property
+    def pmd_mapped_kb(self) -> int:
+        return self.anon_huge_kb + self.shmem_pmd_kb + self.file_pmd_kb
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "start": f"0x{self.start:x}",
+            "end": f"0x{self.end:x}",
+            "rss_kb": self.rss_kb,
+            "pmd_mapped_kb": self.pmd_mapped_kb,
+            "anon_huge_kb": self.anon_huge_kb,
+            "shmem_pmd_kb": self.shmem_pmd_kb,
+            "file_pmd_kb": self.file_pmd_kb,
+        }
+
+
+@dataclass
+class Probe:
+    label: str
+    process: str
+    pid: int
+    addr: int
+    npages: int
+    step: int | None = None
+    pages: list[Page] = field(default_factory=list)
+    vmas: list[VmaInfo] = field(default_factory=list)
+    complete: bool = False
+
+
+@dataclass
+class StepResult:
+    index: int
+    op: str
+    ok: bool
+    errno: int | None = None
+    errname: str | None = None
+
+
+@dataclass
+class ScenarioRecords:
+    name: str
+    steps: list[StepResult] = field(default_factory=list)
+    probes: list[Probe] = field(default_factory=list)
+    setup: dict[str, str] = field(default_factory=dict)  # path -> 'ok' or error name
+    vmstat: dict[str, dict[str, int]] = field(default_factory=dict)  # begin/end -> counters
+    errors: list[str] = field(default_factory=list)
+    status: str | None = None  # 'ok' | 'err' | None (stream ended early)
+
+    @property
+    def complete(self) -> bool:
+        return self.status is not None
+
+
+def _opt_int(token: str, base: int = 10) -> int | None:
+    return None if token == "-" else int(token, base)
+
+
+class RecordParser:
+    def __init__(self) -> None:
+        self.scenarios: list[ScenarioRecords] = []
+        self.malformed: list[str] = []
+        self._probe: Probe | None = None
+        self._last_step: int | None = None
+
+    @property
+    def _current(self) -> ScenarioRecords | None:
+        return self.scenarios[-1] if self.scenarios else None
+
+    def feed(self, raw: str) -> None:
+        line = raw.strip("\r\n\0 ")
+        if not line.startswith("@"):
+            return
+        tokens = line.split(" ")
+        try:
+            self._dispatch(tokens)
+        except (IndexError, ValueError):
+            self.malformed.append(line)
+
+    def _dispatch(self, t: list[str]) -> None:
+        tag = t[0]
+        if tag == "@SCENARIO":
+            self.scenarios.append(ScenarioRecords(t[1]))
+            self._probe = None
+            return
+        sc = self._current
+        if sc is None:
+            self.malformed.append(" ".join(t))
+            return
+        if tag == "@STEP":
+            index = int(t[1])
+            self._last_step = index
+            if t[3] == "ok":
+                sc.steps.append(StepResult(index, t[2], True))
+            else:
+                sc.steps.append(StepResult(index, t[2], False, int(t[4]), t[5]))
+        elif tag == "@SETUP":
+            sc.setup[t[1]] = "ok" if t[2] == "ok" else t[4]
+        elif tag == "@PROBE":
+            self._probe = Probe(t[1], t[2], int(t[3]), int(t[4], 16), int(t[5]))
+            sc.probes.append(self._probe)
+        elif tag == "@PAGE" and self._probe is not None:
+            self._probe.pages.append(
+                Page(
+                    va=int(t[1], 16),
+                    pfn=_opt_int(t[2]),
+                    pagemap=int(t[3], 16),
+                    page_mapcount=_opt_int(t[4]),
+                    kpageflags=_opt_int(t[5], 16),
+                    head_pfn=_opt_int(t[6]),
+                    order=_opt_int(t[7]),
+                )
+            )
+        elif tag == "@VMA" and self._probe is not None:
+            start, end, *kbs = t[1:7]
+            self._probe.vmas.append(VmaInfo(int(start, 16), int(end, 16), *map(int, kbs)))
+        elif tag == "@ENDPROBE" and self._probe is not None:
+            self._probe.complete = True
+            self._probe = None
+        elif tag == "@VMSTAT":
+            counters = {}
+            for token in t[2:]:
+                name, _, value = token.partition("=")
+                counters[name] = int(value)
+            sc.vmstat[t[1]] = counters
+        elif tag == "@ERROR":
+            sc.errors.append(" ".join(t[1:]))
+        elif tag == "@ENDSCENARIO":
+            sc.status = t[2] if len(t) > 2 else "ok"
+        else:
+            self.malformed.append(" ".join(t))
+
+
+def parse_records(lines: Iterable[str]) -> RecordParser:
+    parser = RecordParser()
+    for line in lines:
+        parser.feed(line)
+    return parser

@@ -1,0 +1,288 @@
+"""The run: config -> source -> patches+kconfig+build -> initramfs -> boot -> parse -> verdict.
+
+Everything a run produces goes to results/<run-id>/ as it happens, so an interrupted or
+crashed run keeps its logs and partial results; results.json is rewritten at the end with
+whatever verdict could be reached.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import (
+    build,
+    cache,
+    initramfs,
+    machine,
+    patches,
+    records,
+    report,
+    runconfig,
+    source,
+)
+from harness.errors import HarnessError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+GUEST_TESTS = PROJECT_ROOT / "guest-tests"
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass
+class RunState:
+    """What is known so far; serialised at every exit, normal or not."""
+
+    config: runconfig.RunConfig
+    run_dir: Path
+    argv: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    kernel: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    scenarios: list[dict[str, Any]] = field(default_factory=list)
+    splats: list[dict[str, Any]] = field(default_factory=list)
+    verdict: str = "error"
+    error: str | None = None
+
+    def results(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "error": self.error,
+            "run_id": self.run_dir.name,
+            "config": str(self.config.path),
+            "kernel": self.kernel,
+            "machine": self.machine,
+            "splats": self.splats,
+            "scenarios": self.scenarios,
+        }
+
+
+def new_run_dir(results_root: Path, config_path: Path) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{config_path.stem}"
+    run_dir = results_root / base
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = results_root / f"{base}-{n}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _input_identities(cfg: runconfig.RunConfig, series: patches.Series) -> dict[str, Any]:
+    def entry(path: Path) -> dict[str, str]:
+        return {"path": str(path), "sha256": cache.sha256_file(path)}
+
+    return {
+        "config": entry(cfg.path),
+        "workloads": [entry(p) for p in cfg.workload_files],
+        "fragments": [entry(p) for p in cfg.kernel.fragments],
+        "series": (
+            {"path": str(series.path), "identity": series.identity,
+             "patches": [{"path": str(p.path), "sha256": p.sha256} for p in series.patches]}
+            if series.path else None
+        ),
+        "guest_programs": [entry(p) for p in sorted(GUEST_TESTS.glob("*.c"))],
+        "busybox": entry(initramfs.find_busybox()),
+    }  # fmt: skip
+
+
+def prepare_kernel(
+    cfg: runconfig.RunConfig, run_dir: Path, phases: report.Phases, state: RunState | None = None
+) -> build.BuildResult:
+    """Source, series and build phases (shared by run, build and boot)."""
+    t = phases.start("source", f"preparing {cfg.kernel.source}")
+    src = source.prepare(cfg.kernel.source, cfg.kernel.ref)
+    phases.finish("source", t, f"{src.description} = Linux {src.version} ({src.identity})")
+
+    series = patches.read_series(cfg.kernel.series)
+    what = (
+        f"series {cfg.kernel.series} ({len(series.patches)} patches)" if series.path else "baseline"
+    )
+    t = phases.start(
+        "build",
+        f"{what}, {cfg.kernel.base_config} + "
+        f"{', '.join(p.name for p in cfg.kernel.fragments) or 'no fragments'}",
+    )
+    if state is not None:
+        state.kernel.update(
+            source=src.description,
+            source_identity=src.identity,
+            version=src.version,
+            series=str(series.path) if series.path else None,
+            series_identity=series.identity,
+        )
+        state.metadata["inputs"] = _input_identities(cfg, series)
+    result = build.build(build.BuildRequest(cfg.kernel, src, series), run_dir / "build.log")
+    how = "cached, no make" if result.cached else f"built in {result.seconds.get('make', 0):.1f}s"
+    phases.finish("build", t, f"kernel {result.key}: {how}")
+    if state is not None:
+        state.kernel.update(
+            build_key=result.key,
+            cached=result.cached,
+            head=result.head,
+            config_sha256=result.config_sha256,
+            toolchain=result.toolchain,
+            bzimage=str(result.bzimage),
+        )
+        state.metadata["build"] = result.to_json()
+    return result
+
+
+def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
+            progress: report.Progress | None = None,
+            machine_impl: machine.Machine | None = None) -> int:  # fmt: skip
+    progress = progress or report.Progress()
+    phases = report.Phases(progress)
+    run_dir = new_run_dir(results_root, cfg.path)
+    report.point_latest(results_root, run_dir)
+    state = RunState(cfg, run_dir, argv)
+    state.metadata.update(
+        run_id=run_dir.name,
+        started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        command=argv,
+        reproducer=f"harness run --config {shlex.quote(str(cfg.path))}",
+        host={"uname": " ".join(os.uname()), "python": sys.version.split()[0]},
+    )
+    progress.say(f"run {run_dir}")
+    code = EXIT_ERROR
+    try:
+        code = _execute(cfg, state, phases, machine_impl or machine.QemuMachine())
+    except HarnessError as exc:
+        state.error = str(exc)
+        progress.say(f"error: {exc}")
+    except KeyboardInterrupt:
+        state.error = "interrupted"
+        progress.say("interrupted: logs and partial results kept")
+        code = EXIT_INTERRUPTED
+    finally:
+        state.metadata["phase_seconds"] = phases.seconds
+        state.metadata["wall_seconds"] = round(progress.elapsed(), 3)
+        report.write_json(run_dir / "metadata.json", state.metadata)
+        report.write_json(run_dir / "results.json", state.results())
+        (run_dir / "reproducer.sh").write_text(_reproducer(state))
+    progress.say(f"verdict: {state.verdict.upper()}  ->  {run_dir}/results.json")
+    progress.say(f"reproduce: {state.metadata['reproducer']}")
+    return code
+
+
+def _reproducer(state: RunState) -> str:
+    lines = ["#!/bin/sh", "# Re-run this run:", state.metadata["reproducer"]]
+    qemu = state.metadata.get("qemu_command")
+    if qemu:
+        lines += ["# Or boot the same kernel and initramfs by hand:", qemu]
+    return "\n".join(lines) + "\n"
+
+
+def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
+             vm: machine.Machine) -> int:  # fmt: skip
+    from harness import compare, workload
+
+    run_dir = state.run_dir
+    kernel = prepare_kernel(cfg, run_dir, phases, state)
+
+    t = phases.start("guest", f"initramfs with {len(cfg.scenarios)} scenarios")
+    jobs = [initramfs.Job(sc.name, script=workload.guest_script(sc)) for sc in cfg.scenarios]
+    image = initramfs.build(run_dir / "initramfs.cpio", GUEST_TESTS, jobs)
+    phases.finish("guest", t, f"{image.stat().st_size >> 10} KiB")
+
+    t = phases.start("accel", f"accel: {cfg.machine.accel}")
+    accel, why = machine.resolve_accel(cfg.machine.accel, kernel.bzimage, image, run_dir)
+    phases.finish("accel", t, f"{accel} ({why})")
+
+    request = machine.BootRequest(
+        kernel=kernel.bzimage,
+        initramfs=image,
+        console_log=run_dir / "console.log",
+        data_log=run_dir / "data.log",
+        accel=accel,
+        memory_mb=cfg.machine.memory_mb,
+        cpus=cfg.machine.cpus,
+        cmdline=cfg.kernel.cmdline,
+        boot_timeout=cfg.machine.boot_timeout,
+        job_timeout=cfg.machine.step_timeout,
+        jobs=tuple(j.name for j in jobs),
+    )
+    state.metadata["qemu_command"] = machine.shell_command(machine.qemu_argv(request))
+    state.machine.update(
+        accel=accel, accel_reason=why, memory_mb=request.memory_mb, cpus_requested=request.cpus
+    )
+    t = phases.start("boot", f"QEMU ({accel}), console -> {request.console_log}")
+    booted = vm.boot(request, on_line=_job_progress(phases.progress))
+    console = booted.report
+    state.machine.update(
+        outcome=booted.outcome,
+        timed_out_in=booted.timed_out_in,
+        uname=console.uname,
+        cpus_seen=console.cpus,
+    )
+    state.splats = [s.to_json() for s in console.splats]
+    phases.finish(
+        "boot",
+        t,
+        f"{booted.outcome}" + (f" in {booted.timed_out_in}" if booted.timed_out_in else ""),
+    )
+
+    t = phases.start("compare", "guest records against the reference model")
+    data_lines = _read_lines(request.data_log)
+    parsed = records.parse_records(data_lines)
+    state.scenarios = [
+        compare.judge(sc, _records_for(parsed, sc.name), console, booted).to_json()
+        for sc in cfg.scenarios
+    ]
+    failed = [s for s in state.scenarios if s["verdict"] != "pass"]
+    phases.finish(
+        "compare", t, f"{len(state.scenarios) - len(failed)}/{len(state.scenarios)} passed"
+    )
+    if failed or booted.outcome != "done":
+        print(report.summary_table(state.scenarios))
+    else:
+        print(report.summary_table(state.scenarios))
+    if booted.outcome != "done" or any(s["verdict"] == "error" for s in state.scenarios):
+        state.verdict = "error"
+        state.error = _boot_problem(booted)
+        return EXIT_ERROR if not any(s["verdict"] == "fail" for s in state.scenarios) else EXIT_FAIL
+    state.verdict = "fail" if failed else "pass"
+    return EXIT_FAIL if failed else EXIT_PASS
+
+
+def _boot_problem(booted: machine.BootResult) -> str | None:
+    fatal = booted.report.fatal
+    if fatal is not None:
+        where = f"while running {fatal.job}" if fatal.job else "during boot"
+        return f"kernel {fatal.kind} {where}: {fatal.headline} (console.log line {fatal.line})"
+    if booted.outcome == "timeout":
+        return f"guest silent past its deadline in {booted.timed_out_in} (hang?)"
+    if booted.outcome == "exited":
+        return "QEMU exited before /init finished"
+    return None
+
+
+def _records_for(parsed: records.RecordParser, name: str) -> records.ScenarioRecords | None:
+    return next((r for r in parsed.scenarios if r.name == name), None)
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return path.read_bytes().decode(errors="replace").splitlines()
+
+
+def _job_progress(progress: report.Progress):  # type: ignore[no-untyped-def]
+    """Console hook: one progress line when the guest boots and when each job starts."""
+    seen: dict[str, float] = {}
+
+    def on_line(line: str) -> None:
+        if initramfs.MARK_BOOTED in line and "booted" not in seen:
+            seen["booted"] = time.monotonic()
+            progress.say("boot: guest up, running jobs")
+        elif initramfs.MARK_BEGIN in line:
+            name = line.split(initramfs.MARK_BEGIN, 1)[1].strip()
+            progress.say(f"boot:   {name}")
+
+    return on_line
