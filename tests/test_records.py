@@ -1,0 +1,72 @@
+"""Data-channel records (guest-tests/WORKLOAD.md) parsed from a real mmwork run.
+
+tests/data/records/anon-thp-munmap-half.log was produced by mmwork on a Linux host for the
+anon-thp-munmap-half scenario of configs/thp.yaml.
+"""
+
+from pathlib import Path
+
+from harness.records import parse_records
+
+DATA = Path(__file__).parent / "data" / "records"
+
+
+def load(name: str) -> list[str]:
+    return (DATA / name).read_text().splitlines()
+
+
+def test_real_run_parses_into_steps_probes_and_pages() -> None:
+    parser = parse_records(load("anon-thp-munmap-half.log"))
+    assert parser.malformed == []
+    (sc,) = parser.scenarios
+    assert sc.name == "anon-thp-munmap-half" and sc.complete and sc.status == "ok"
+    assert [(s.index, s.op, s.ok) for s in sc.steps] == [
+        (1, "mmap", True), (2, "madvise", True), (3, "touch", True),
+        (4, "probe", True), (5, "munmap", True), (6, "probe", True),
+    ]  # fmt: skip
+    whole, half = sc.probes
+    assert (whole.label, whole.process, whole.addr, whole.npages) == (
+        "whole", "main", 0x100000000000, 512,
+    )  # fmt: skip
+    assert len(whole.pages) == 512 and whole.complete
+    heads = {p.head_pfn for p in whole.pages}
+    assert len(heads) == 1 and all(p.order == 9 for p in whole.pages)
+    assert all(p.page_mapcount == 1 for p in whole.pages)
+    assert [p.pfn - whole.pages[0].pfn for p in whole.pages] == list(range(512))
+    assert "thp" in whole.pages[0].flags() and "compound_head" in whole.pages[0].flags()
+    assert whole.vmas[0].anon_huge_kb == 2048
+    assert len(half.pages) == 256 and half.vmas[0].pmd_mapped_kb == 0
+    assert sc.vmstat["end"]["thp_fault_alloc"] - sc.vmstat["begin"]["thp_fault_alloc"] == 1
+
+
+def test_truncated_stream_keeps_what_arrived() -> None:
+    lines = load("anon-thp-munmap-half.log")
+    cut = next(i for i, line in enumerate(lines) if line.startswith("@PAGE")) + 100
+    (sc,) = parse_records(lines[:cut]).scenarios
+    assert not sc.complete
+    (probe,) = sc.probes
+    assert len(probe.pages) == 100 and not probe.complete
+
+
+def test_error_steps_absent_pages_and_garbage() -> None:
+    lines = [
+        "@SCENARIO s",
+        "@SETUP /sys/kernel/mm/transparent_hugepage/enabled err 2 ENOENT",
+        "@STEP 1 munmap err 22 EINVAL",
+        "@PROBE p main 7 100000000000 1",
+        "@PAGE 100000000000 - 0 - - - -",
+        "@ENDPROBE p",
+        "@STEP 2 probe ok",
+        "@PAGE not-in-a-probe",
+        "@STEP x",
+        "console noise that is not a record",
+        "@ENDSCENARIO s err",
+    ]
+    parser = parse_records(lines)
+    (sc,) = parser.scenarios
+    assert sc.setup == {"/sys/kernel/mm/transparent_hugepage/enabled": "ENOENT"}
+    assert (sc.steps[0].ok, sc.steps[0].errno, sc.steps[0].errname) == (False, 22, "EINVAL")
+    page = sc.probes[0].pages[0]
+    assert not page.present and page.page_mapcount is None and page.order is None
+    assert sc.status == "err"
+    assert parser.malformed == ["@PAGE not-in-a-probe", "@STEP x"]
