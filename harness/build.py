@@ -96,7 +96,36 @@ def _install_config(build_dir: Path, text: str) -> None:
     target.write_text(text)
 
 
-def build(request: BuildRequest, log_path: Path, progress: object = None) -> BuildResult:
+def _merged_config(request: BuildRequest, log_path: Path) -> kconfig.MergedConfig:
+    """The merged .config, from a memo when source, series, base and fragments are unchanged.
+
+    Merging runs kconfig three times (5-10 s); its result is a pure function of these inputs.
+    """
+    spec = request.spec
+    inputs = json.dumps(
+        {
+            "source": request.source.identity,
+            "series": request.series.identity,
+            "base": spec.base_config,
+            "fragments": [cache.sha256_file(f) for f in spec.fragments],
+        },
+        sort_keys=True,
+    )
+    memo = cache.root() / "kconfig" / f"{cache.sha256_bytes(inputs.encode())[:20]}.config"
+    if memo.exists():
+        text = memo.read_text()
+        with log_path.open("a") as log:
+            log.write(f"# merged config from {memo}\n")
+        return kconfig.MergedConfig(text, kconfig.options_sha256(text))
+    scratch = cache.root() / "builds" / f"{request.source.identity}-kconfig"
+    merged = kconfig.merge(
+        request.source.tree, scratch, spec.base_config, spec.fragments, log_path
+    )
+    cache.write_atomic(memo, merged.text)
+    return merged
+
+
+def build(request: BuildRequest, log_path: Path) -> BuildResult:
     """Apply the series, merge the config, and build unless the artifacts are cached."""
     seconds: dict[str, float] = {}
     source = request.source
@@ -107,10 +136,7 @@ def build(request: BuildRequest, log_path: Path, progress: object = None) -> Bui
         seconds["patch"] = time.monotonic() - t0
 
         t0 = time.monotonic()
-        scratch = cache.root() / "builds" / f"{source.identity}-kconfig"
-        merged = kconfig.merge(
-            source.tree, scratch, request.spec.base_config, request.spec.fragments, log_path
-        )
+        merged = _merged_config(request, log_path)
         seconds["kconfig"] = time.monotonic() - t0
 
         toolchain = toolchain_version()

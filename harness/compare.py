@@ -13,13 +13,13 @@ only with the probe interface of the kernel series, so they are reported as pred
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness import workload
 from harness.console import ConsoleReport
 from harness.machine import BootResult
+from harness.model import FolioPrediction, ModelResult, ProbePrediction, VmaPrediction
 from harness.records import Page, Probe, ScenarioRecords
 
 PAGE = 4096
@@ -34,35 +34,6 @@ ENV_COUNTERS = {
 }
 
 
-@dataclass(frozen=True)
-class ExpectedFolio:
-    """The model's view of one folio in a probed range."""
-
-    process: str
-    va: int  # first virtual address of the folio inside the probed range
-    order: int
-    npages: int  # pages of the folio inside the probed range, from va on
-    p_runs: tuple[tuple[int, int, int], ...]  # (first page index in range, count, P)
-    T: int
-    E: int
-    W: int
-    V: int
-    pmd_mapped_here: bool  # mapped by a PMD in this process at this address
-    folio_pages: int  # 1 << order; whole folio in range when npages == folio_pages
-
-
-@dataclass(frozen=True)
-class ExpectedProbe:
-    label: str
-    process: str
-    step: int
-    where: str  # file:line of the probe step
-    addr: int
-    npages: int
-    folios: tuple[ExpectedFolio, ...]
-    history: tuple[str, ...] = ()  # steps that shaped this state, for the diff
-
-
 @dataclass
 class FolioVerdict:
     process: str
@@ -72,6 +43,7 @@ class FolioVerdict:
     observed: dict[str, Any]
     verdict: str  # pass | fail | environment
     problems: list[str] = field(default_factory=list)
+    step: str = ""  # where the probe that saw it is
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,24 +107,6 @@ class ScenarioVerdict:
 # --- observed side ---------------------------------------------------------------------------
 
 
-def runs(values: Sequence[int | None]) -> list[list[Any]]:
-    """[[first index, count, value], ...] for consecutive equal values."""
-    out: list[list[Any]] = []
-    for i, v in enumerate(values):
-        if out and out[-1][2] == v and out[-1][0] + out[-1][1] == i:
-            out[-1][1] += 1
-        else:
-            out.append([i, 1, v])
-    return out
-
-
-def expand(p_runs: Iterable[Sequence[int]]) -> list[int]:
-    values: list[int] = []
-    for _first, count, value in p_runs:
-        values.extend([value] * count)
-    return values
-
-
 def _pmd_mapped(probe: Probe, va: int) -> bool | None:
     """Whether smaps says the VMA at va has PMD mappings; None when the VMA is unknown."""
     for vma in probe.vmas:
@@ -165,29 +119,43 @@ def _pmd_mapped(probe: Probe, va: int) -> bool | None:
 
 
 def compare_probe(
-    expected: ExpectedProbe, observed: Probe | None, env_causes: list[str]
+    pred: ProbePrediction,
+    observed: Probe | None,
+    env_causes: list[str],
+    identity: dict[int, int],
 ) -> ProbeVerdict:
-    verdict = ProbeVerdict(expected.label, expected.process, "pass", expected.where)
+    """Compare one probe; `identity` maps model folio ids to guest head PFNs scenario-wide,
+    so a folio shared by fork must be the same guest folio in every probe that sees it."""
+    verdict = ProbeVerdict(pred.label, pred.proc, "pass", pred.where)
     verdict.observed = observed
     if observed is None or not observed.complete:
         verdict.verdict = "error"
         verdict.problems.append("the guest sent no complete probe record")
         return verdict
     by_va: dict[int, Page] = {p.va: p for p in observed.pages}
-    covered: set[int] = set()
 
-    for folio in expected.folios:
-        fv = _compare_folio(folio, by_va, observed, env_causes)
-        covered.update(folio.va + i * PAGE for i in range(folio.npages))
+    for va, npages in pred.not_present:
+        present = [by_va[a] for a in range(va, va + npages * PAGE, PAGE) if _present(by_va, a)]
+        if present:
+            verdict.problems.append(
+                f"{len(present)} page(s) present in the guest where the model predicts none, "
+                f"first at 0x{present[0].va:x} (pfn {present[0].pfn})"
+            )
+
+    seen: dict[int, list[tuple[int, int, Page | None]]] = {}  # folio -> (index, va, page)
+    for run in pred.mapped:
+        for i in range(run.npages):
+            va = run.va + i * PAGE
+            index = run.page if run.page == 0 and _is_small_zero(pred, run.folio) else run.page + i
+            seen.setdefault(run.folio, []).append((index, va, by_va.get(va)))
+    for folio in pred.folios:
+        fv = _compare_folio(folio, seen.get(folio.folio, []), identity, env_causes)
+        fv.observed["pmd_mapped"] = _pmd_mapped(observed, folio.va)
         verdict.folios.append(fv)
 
-    # Pages the guest has mapped where the model predicts nothing.
-    extra = [p for p in observed.pages if p.present and p.va not in covered]
-    if extra:
-        verdict.problems.append(
-            f"{len(extra)} page(s) present in the guest where the model predicts none, "
-            f"first at 0x{extra[0].va:x} (pfn {extra[0].pfn})"
-        )
+    for vma in pred.vmas:
+        verdict.problems += _compare_vma(vma, observed)
+
     outcomes = {f.verdict for f in verdict.folios}
     if verdict.problems or "fail" in outcomes:
         verdict.verdict = "fail"
@@ -196,60 +164,90 @@ def compare_probe(
     return verdict
 
 
+def _present(by_va: dict[int, Page], va: int) -> bool:
+    page = by_va.get(va)
+    return page is not None and page.present
+
+
+def _is_small_zero(pred: ProbePrediction, folio_id: int) -> bool:
+    folio = next((f for f in pred.folios if f.folio == folio_id), None)
+    return folio is not None and folio.kind == "zero" and folio.order == 0
+
+
+def _compare_vma(vma: VmaPrediction, probe: Probe) -> list[str]:
+    guest = next((v for v in probe.vmas if v.start == vma.start and v.end == vma.end), None)
+    if guest is None:
+        shown = ", ".join(f"0x{v.start:x}-0x{v.end:x}" for v in probe.vmas) or "none"
+        return [f"VMA 0x{vma.start:x}-0x{vma.end:x} expected; the guest has {shown}"]
+    problems = []
+    for name in ("rss_kb", "anon_huge_kb", "shmem_pmd_kb"):
+        want, got = getattr(vma, name), getattr(guest, name)
+        if want != got:
+            problems.append(
+                f"VMA 0x{vma.start:x}-0x{vma.end:x} {name}: expected {want}, observed {got}"
+            )
+    return problems
+
+
 def _compare_folio(
-    folio: ExpectedFolio, by_va: dict[int, Page], probe: Probe, env_causes: list[str]
+    folio: FolioPrediction,
+    pages: list[tuple[int, int, Page | None]],
+    identity: dict[int, int],
+    env_causes: list[str],
 ) -> FolioVerdict:
-    pages = [by_va.get(folio.va + i * PAGE) for i in range(folio.npages)]
-    expected_p = expand(folio.p_runs)
-    observed_p = [p.page_mapcount if p is not None else None for p in pages]
-    heads = {p.head_pfn for p in pages if p is not None and p.present}
-    orders = {p.order for p in pages if p is not None and p.present}
+    expected_p = {first + k: value for first, count, value in folio.P_runs for k in range(count)}
+    present = [(index, va, page) for index, va, page in pages if page is not None and page.present]
+    heads = sorted({page.head_pfn for _, _, page in present if page.head_pfn is not None})
+    orders = {page.order for _, _, page in present}
     observed_order = orders.pop() if len(orders) == 1 else None
+    observed_p = [(index, page.page_mapcount) for index, _, page in present]
 
-    expected = {
-        "P": [list(r) for r in folio.p_runs],
-        "T": folio.T,
-        "E": folio.E,
-        "W": folio.W,
-        "V": folio.V,
-        "order": folio.order,
-    }
     observed_t = None
-    whole = folio.npages == folio.folio_pages
-    if whole and not folio.pmd_mapped_here and folio.E == 0 and None not in observed_p:
-        observed_t = sum(v for v in observed_p if v is not None)
+    whole = folio.pages_in_range == 1 << folio.order and len(present) == folio.pages_in_range
+    if whole and folio.E == 0 and folio.kind != "zero":
+        observed_t = sum(count or 0 for _, count in observed_p)
+    expected = {
+        "P": [list(r) for r in folio.P_runs], "T": folio.T, "E": folio.E, "W": folio.W,
+        "V": folio.V, "order": folio.order, "kind": folio.kind,
+    }  # fmt: skip
     observed = {
-        "P": runs(observed_p),
-        "T": observed_t,
-        "E": None,
-        "W": None,
-        "V": None,
-        "order": observed_order,
-        "head_pfn": sorted(h for h in heads if h is not None),
-        "pmd_mapped": _pmd_mapped(probe, folio.va),
-    }
-    fv = FolioVerdict(folio.process, folio.va, folio.order, expected, observed, "pass")
+        "P": _index_runs(observed_p), "T": observed_t, "E": None, "W": None, "V": None,
+        "order": observed_order, "head_pfn": heads,
+    }  # fmt: skip
+    fv = FolioVerdict(folio.proc, folio.va, folio.order, expected, observed, "pass")
+    fv.step = folio.step_where
 
-    missing = [i for i, p in enumerate(pages) if p is None or not p.present]
+    missing = [va for _, va, page in pages if page is None or not page.present]
     if missing:
-        fv.problems.append(
-            f"{len(missing)} page(s) not present in the guest, first at "
-            f"0x{folio.va + missing[0] * PAGE:x}"
-        )
+        fv.problems.append(f"{len(missing)} page(s) not present, first at 0x{missing[0]:x}")
     if len(heads) > 1:
-        fv.problems.append(f"pages the model puts in one folio belong to {len(heads)} guest folios")
+        fv.problems.append(f"one model folio, {len(heads)} guest folios (head pfns {heads})")
     if observed_order is not None and observed_order != folio.order:
         fv.problems.append(f"order: expected {folio.order}, observed {observed_order}")
-    for first, count, value in _p_mismatches(expected_p, observed_p):
+    if folio.kind != "zero":
+        for index, va, page in present:
+            if page.head_pfn is not None and page.pfn is not None:
+                offset = page.pfn - page.head_pfn
+                if offset != index and len(heads) == 1:
+                    fv.problems.append(
+                        f"0x{va:x} maps page {offset} of its guest folio; the model says {index}"
+                    )
+                    break
+    if len(heads) == 1:
+        known = identity.setdefault(folio.folio, heads[0])
+        if known != heads[0]:
+            fv.problems.append(
+                f"model folio #{folio.folio} was guest folio pfn {known} in an earlier probe, "
+                f"now pfn {heads[0]}"
+            )
+    bad = [(i, got) for i, got in observed_p if got != expected_p.get(i)]
+    for first, count, got in _index_runs(bad):
+        want = expected_p.get(first)
         fv.problems.append(
-            f"P pages {first}-{first + count - 1} (0x{folio.va + first * PAGE:x}): "
-            f"expected {expected_p[first]}, observed {value}"
+            f"P of pages {first}..{first + count - 1}: expected {want}, observed {got}"
         )
     if observed_t is not None and observed_t != folio.T:
-        fv.problems.append(f"T: expected {folio.T}, observed {observed_t}")
-    pmd = observed["pmd_mapped"]
-    if pmd is not None and folio.pmd_mapped_here and not pmd:
-        fv.problems.append("expected a PMD mapping here; smaps shows none in this VMA")
+        fv.problems.append(f"T: expected {folio.T}, observed {observed_t} (sum of P)")
 
     if fv.problems:
         smaller = observed_order is not None and observed_order < folio.order
@@ -257,18 +255,15 @@ def _compare_folio(
     return fv
 
 
-def _p_mismatches(expected: list[int], observed: list[int | None]) -> list[tuple[int, int, Any]]:
-    bad = [
-        (i, observed[i]) for i in range(len(expected)) if observed[i] is not None
-        and observed[i] != expected[i]
-    ]  # fmt: skip
-    merged: list[tuple[int, int, Any]] = []
-    for i, v in bad:
-        if merged and merged[-1][0] + merged[-1][1] == i and merged[-1][2] == v:
-            merged[-1] = (merged[-1][0], merged[-1][1] + 1, v)
+def _index_runs(pairs: list[tuple[int, int | None]]) -> list[list[Any]]:
+    """[(index, value)] -> [[first index, count, value]] over consecutive equal values."""
+    out: list[list[Any]] = []
+    for index, value in pairs:
+        if out and out[-1][2] == value and out[-1][0] + out[-1][1] == index:
+            out[-1][1] += 1
         else:
-            merged.append((i, 1, v))
-    return merged
+            out.append([index, 1, value])
+    return out
 
 
 def environment_causes(records: ScenarioRecords, scenario: workload.Scenario) -> list[str]:
@@ -290,11 +285,9 @@ def judge(
     records: ScenarioRecords | None,
     console: ConsoleReport,
     booted: BootResult,
-    expected: Sequence[ExpectedProbe],
-    expected_errors: dict[int, str] | None = None,
+    model: ModelResult,
 ) -> ScenarioVerdict:
     """The verdict of one scenario from everything the run observed."""
-    expected_errors = expected_errors or {}
     splats = [s for s in console.splats if s.job == scenario.name]
     if records is None:
         reason = "the guest never started it"
@@ -309,11 +302,12 @@ def judge(
     for step in records.steps:
         source = steps.get(step.index)
         where = str(source.where) if source else "?"
-        want = expected_errors.get(step.index)
+        want = model.errors.get(step.index)
         got = None if step.ok else step.errname
-        entry = {"index": step.index, "op": step.op, "where": where, "ok": step.ok,
-                 "errno": step.errname, "expected_errno": want}  # fmt: skip
-        result.steps.append(entry)
+        result.steps.append(
+            {"index": step.index, "op": step.op, "where": where, "ok": step.ok,
+             "errno": got, "expected_errno": want}
+        )  # fmt: skip
         if got != want:
             result.verdict = "fail"
             result.diff += (
@@ -322,18 +316,18 @@ def judge(
             )
     result.environment = environment_causes(records, scenario)
 
+    identity: dict[int, int] = {}
     observed_probes = list(records.probes)
-    for exp in expected:
+    for pred in model.probes.values():
         obs = next(
-            (p for p in observed_probes if p.label == exp.label and p.process == exp.process),
-            None,
+            (p for p in observed_probes if p.label == pred.label and p.process == pred.proc), None
         )
         if obs is not None:
             observed_probes.remove(obs)
-        pv = compare_probe(exp, obs, result.environment)
+        pv = compare_probe(pred, obs, result.environment, identity)
         result.probes.append(pv)
         if pv.verdict != "pass":
-            result.diff += render_probe_diff(pv, exp)
+            result.diff += render_probe_diff(pv)
 
     verdicts = {p.verdict for p in result.probes}
     problems = []
@@ -344,23 +338,23 @@ def judge(
         problems.append("; ".join(records.errors))
     if not records.complete:
         problems.append("records end before the scenario finished")
-    if any(v != "ok" for v in records.setup.values()):
-        bad = [f"{k}: {v}" for k, v in records.setup.items() if v != "ok"]
-        problems.append("setup failed: " + ", ".join(bad))
+    bad_setup = [f"{k}: {v}" for k, v in records.setup.items() if v != "ok"]
+    if bad_setup:
+        problems.append("setup failed: " + ", ".join(bad_setup))
     if problems or "error" in verdicts:
         result.verdict = "error"
         result.reason = "; ".join(problems) or "a probe is missing"
     elif result.verdict == "fail" or "fail" in verdicts:
         result.verdict = "fail"
         nbad = sum(1 for p in result.probes if p.verdict == "fail")
-        result.reason = f"{nbad} probe(s) differ from the model" if nbad else "step outcome differs"
+        result.reason = f"{nbad} probe(s) differ from the model" if nbad else "a step differs"
     elif "environment" in verdicts:
         result.verdict = "environment"
         result.reason = "; ".join(result.environment)
     return result
 
 
-def render_probe_diff(pv: ProbeVerdict, exp: ExpectedProbe) -> str:
+def render_probe_diff(pv: ProbeVerdict) -> str:
     """Human-readable explanation of a probe that did not pass."""
     lines = [f"probe '{pv.label}' of {pv.process} at {pv.where}: {pv.verdict.upper()}"]
     lines += [f"  {problem}" for problem in pv.problems]
@@ -368,11 +362,9 @@ def render_probe_diff(pv: ProbeVerdict, exp: ExpectedProbe) -> str:
         if fv.verdict == "pass":
             continue
         lines.append(
-            f"  folio at 0x{fv.va:x} (order {fv.order} expected, "
-            f"{fv.observed['order']} observed, head pfn {fv.observed['head_pfn']}): {fv.verdict}"
+            f"  folio at 0x{fv.va:x}: order {fv.order} expected, {fv.observed['order']} "
+            f"observed (guest head pfn {fv.observed['head_pfn']}): {fv.verdict}; "
+            f"state from the steps up to {fv.step}"
         )
         lines += [f"    {problem}" for problem in fv.problems]
-    if exp.history:
-        lines.append("  state produced by:")
-        lines += [f"    {h}" for h in exp.history]
     return "\n".join(lines) + "\n"

@@ -113,6 +113,10 @@ def merge(
         proc.run([*make, "olddefconfig"], log=log, log_path=log_path)
     text = (scratch / ".config").read_text()
     verify(parse_config(text), requests)
-    # The header carries the kernel version only; hash the option lines so comments don't matter.
-    options = "\n".join(line for line in text.splitlines() if line.startswith("CONFIG_"))
-    return MergedConfig(text, cache.sha256_bytes(options.encode()))
+    return MergedConfig(text, options_sha256(text))
+
+
+def options_sha256(config_text: str) -> str:
+    """Hash of the option lines only: the header comments don't change what is built."""
+    options = "\n".join(line for line in config_text.splitlines() if line.startswith("CONFIG_"))
+    return cache.sha256_bytes(options.encode())

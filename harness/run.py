@@ -19,13 +19,16 @@ from typing import Any
 from harness import (
     build,
     cache,
+    compare,
     initramfs,
     machine,
+    model,
     patches,
     records,
     report,
     runconfig,
     source,
+    workload,
 )
 from harness.errors import HarnessError
 
@@ -181,9 +184,13 @@ def _reproducer(state: RunState) -> str:
 
 def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
              vm: machine.Machine) -> int:  # fmt: skip
-    from harness import compare, workload
-
     run_dir = state.run_dir
+    # The model runs first: a scenario it cannot follow is a config problem, found before
+    # spending minutes on a build and a boot.
+    t = phases.start("model", f"predicting {len(cfg.scenarios)} scenarios")
+    predictions = {sc.name: model.predict(sc) for sc in cfg.scenarios}
+    phases.finish("model", t, "done")
+
     kernel = prepare_kernel(cfg, run_dir, phases, state)
 
     t = phases.start("guest", f"initramfs with {len(cfg.scenarios)} scenarios")
@@ -232,17 +239,23 @@ def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
     data_lines = _read_lines(request.data_log)
     parsed = records.parse_records(data_lines)
     state.scenarios = [
-        compare.judge(sc, _records_for(parsed, sc.name), console, booted).to_json()
+        compare.judge(
+            sc, _records_for(parsed, sc.name), console, booted, predictions[sc.name]
+        ).to_json()
         for sc in cfg.scenarios
     ]
+    (run_dir / "diff.txt").write_text(
+        "".join(
+            f"== {s['name']}: {s['verdict']}\n{s['diff']}" for s in state.scenarios if s["diff"]
+        )
+    )
     failed = [s for s in state.scenarios if s["verdict"] != "pass"]
     phases.finish(
         "compare", t, f"{len(state.scenarios) - len(failed)}/{len(state.scenarios)} passed"
     )
-    if failed or booted.outcome != "done":
-        print(report.summary_table(state.scenarios))
-    else:
-        print(report.summary_table(state.scenarios))
+    print(report.summary_table(state.scenarios))
+    if failed:
+        phases.progress.say(f"differences explained in {run_dir / 'diff.txt'}")
     if booted.outcome != "done" or any(s["verdict"] == "error" for s in state.scenarios):
         state.verdict = "error"
         state.error = _boot_problem(booted)

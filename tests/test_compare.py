@@ -1,0 +1,114 @@
+"""Guest records against model predictions: pass, model mismatch, environment, error.
+
+The records are a real mmwork run (tests/data/records); the "wrong model" cases alter the
+model's prediction the way a model bug would, and the comparison must catch each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from harness import compare, model, records, runconfig
+from harness.console import ConsoleReport, Splat
+from harness.machine import BootResult
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDS = Path(__file__).parent / "data" / "records" / "anon-thp-munmap-half.log"
+
+
+@pytest.fixture
+def scenario():  # type: ignore[no-untyped-def]
+    cfg = runconfig.load(ROOT / "configs" / "thp.yaml")
+    return next(s for s in cfg.scenarios if s.name == "anon-thp-munmap-half")
+
+
+def observed() -> records.ScenarioRecords:
+    return records.parse_records(RECORDS.read_text().splitlines()).scenarios[0]
+
+
+def judge(scenario, recs, prediction, console=None):  # type: ignore[no-untyped-def]
+    console = console or ConsoleReport()
+    return compare.judge(scenario, recs, console, BootResult(console, "done"), prediction)
+
+
+def with_folio(prediction: model.ModelResult, label: str, **changes: object) -> model.ModelResult:
+    probe = prediction.probes[label]
+    folio = dataclasses.replace(probe.folios[0], **changes)
+    probe = dataclasses.replace(probe, folios=(folio, *probe.folios[1:]))
+    return dataclasses.replace(prediction, probes={**prediction.probes, label: probe})
+
+
+def test_real_records_match_the_model(scenario) -> None:  # type: ignore[no-untyped-def]
+    verdict = judge(scenario, observed(), model.predict(scenario))
+    assert verdict.verdict == "pass", verdict.diff
+    data = verdict.to_json()
+    half = data["probes"][1]
+    (folio,) = half["folios"]
+    assert folio["expected"]["P"] == [[0, 256, 1]] and folio["observed"]["P"] == [[0, 256, 1]]
+    assert folio["observed"]["order"] == 9 and folio["observed"]["W"] is None
+    assert folio["expected"]["W"] == 1 and folio["expected"]["T"] == 256
+
+
+def test_wrong_page_mapcount_is_a_fail_with_a_readable_diff(scenario) -> None:  # type: ignore[no-untyped-def]
+    wrong = with_folio(model.predict(scenario), "first-half", P_runs=((0, 128, 1), (128, 128, 2)))
+    verdict = judge(scenario, observed(), wrong)
+    assert verdict.verdict == "fail"
+    assert "probe 'first-half' of main" in verdict.diff
+    assert "P of pages 128..255: expected 2, observed 1" in verdict.diff
+    assert "configs/thp.yaml:" in verdict.diff  # names the probe step's line
+
+
+def test_wrong_order_is_a_fail_without_environmental_cause(scenario) -> None:  # type: ignore[no-untyped-def]
+    verdict = judge(scenario, observed(), with_folio(model.predict(scenario), "whole", order=4))
+    assert verdict.verdict == "fail"
+    assert "order: expected 4, observed 9" in verdict.diff
+
+
+def test_thp_fallback_is_an_environment_verdict(scenario) -> None:  # type: ignore[no-untyped-def]
+    recs = observed()
+    # The guest got small pages and says its THP allocation fell back.
+    for probe in recs.probes:
+        for page in probe.pages:
+            page.head_pfn, page.order = page.pfn, 0
+    recs.vmstat["end"]["thp_fault_fallback"] = recs.vmstat["begin"]["thp_fault_fallback"] + 1
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "environment"
+    assert "thp_fault_fallback +1" in (verdict.reason or "")
+
+
+def test_same_deviation_without_cause_is_a_fail(scenario) -> None:  # type: ignore[no-untyped-def]
+    recs = observed()
+    for probe in recs.probes:
+        for page in probe.pages:
+            page.head_pfn, page.order = page.pfn, 0
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "fail"
+
+
+def test_pmd_mapping_mismatch_seen_through_smaps(scenario) -> None:  # type: ignore[no-untyped-def]
+    prediction = model.predict(scenario)
+    probe = prediction.probes["whole"]
+    vma = dataclasses.replace(probe.vmas[0], anon_huge_kb=0)
+    prediction.probes["whole"] = dataclasses.replace(probe, vmas=(vma,))
+    verdict = judge(scenario, observed(), prediction)
+    assert verdict.verdict == "fail"
+    assert "anon_huge_kb: expected 0, observed 2048" in verdict.diff
+
+
+def test_unexpected_step_error_fails_and_expected_one_passes(scenario) -> None:  # type: ignore[no-untyped-def]
+    recs = observed()
+    recs.steps[4] = records.StepResult(5, "munmap", False, 22, "EINVAL")
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "fail"
+    assert "step 5 munmap" in verdict.diff and "expected success, got EINVAL" in verdict.diff
+
+
+def test_missing_records_and_splats_are_errors(scenario) -> None:  # type: ignore[no-untyped-def]
+    assert judge(scenario, None, model.predict(scenario)).verdict == "error"
+    console = ConsoleReport()
+    console.splats.append(Splat("warning", scenario.name, 10, "WARNING: CPU: 0 PID: 1 at mm/x.c:1"))
+    verdict = judge(scenario, observed(), model.predict(scenario), console)
+    assert verdict.verdict == "error" and "kernel warning" in (verdict.reason or "")

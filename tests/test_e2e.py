@@ -1,0 +1,171 @@
+"""End to end: build and boot a real 6.1 kernel in QEMU through the CLI, as a user would.
+
+These share the user's kernel cache (~/.cache/folio-harness), so only the first run on a
+machine compiles; results go to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data" / "e2e"
+HARNESS = [sys.executable, "-m", "harness.cli"]
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        shutil.which("qemu-system-x86_64") is None
+        or not Path("/usr/src/linux-source-6.1.tar.xz").exists(),
+        reason="needs qemu-system-x86 and linux-source-6.1 (scripts/setup.sh installs both)",
+    ),
+]
+
+
+def harness(*args: str, results: Path, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HARNESS, "--results", str(results), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def qemu_processes(marker: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines() if marker in line]
+
+
+def latest(results: Path) -> tuple[dict, dict]:  # type: ignore[type-arg]
+    run_dir = results / "latest"
+    return (
+        json.loads((run_dir / "results.json").read_text()),
+        json.loads((run_dir / "metadata.json").read_text()),
+    )
+
+
+@pytest.fixture(scope="module")
+def main_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    results = tmp_path_factory.mktemp("results")
+    return results, harness("run", "--config", "configs/thp.yaml", results=results)
+
+
+def test_main_config_boots_and_probes_a_thp(main_run) -> None:  # type: ignore[no-untyped-def]
+    results, proc = main_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data, meta = latest(results)
+    assert data["verdict"] == "pass"
+    assert data["kernel"]["version"] == "6.1.192"
+    assert data["machine"]["outcome"] == "done"
+    assert data["machine"]["cpus_seen"] == 2  # ACPI in the base fragment honours -smp
+    sc = next(s for s in data["scenarios"] if s["name"] == "anon-thp-munmap-half")
+    whole = next(p for p in sc["probes"] if p["label"] == "whole")
+    pages = whole["pages"]
+    assert len(pages) == 512
+    assert {p["head_pfn"] for p in pages} == {pages[0]["pfn"]}
+    assert {p["order"] for p in pages} == {9}
+    assert {p["page_mapcount"] for p in pages} == {1}
+    assert whole["vmas"][0]["anon_huge_kb"] == 2048  # PMD-mapped
+    half = next(p for p in sc["probes"] if p["label"] == "first-half")
+    assert len(half["pages"]) == 256
+    assert {p["page_mapcount"] for p in half["pages"]} == {1}
+    assert half["vmas"][0]["pmd_mapped_kb"] == 0  # PTE-mapped now
+    # Every phase is timed, and the inputs are identified.
+    assert {"source", "build", "guest", "accel", "boot", "compare"} <= set(meta["phase_seconds"])
+    assert meta["inputs"]["config"]["sha256"]
+    assert "qemu-system-x86_64" in meta["qemu_command"]
+    for phase in ("source:", "build:", "boot:", "compare:", "verdict: PASS", "reproduce:"):
+        assert phase in proc.stdout
+    assert (results / "latest" / "console.log").stat().st_size > 0
+
+
+def test_second_identical_run_compiles_nothing(main_run) -> None:  # type: ignore[no-untyped-def]
+    results, first = main_run
+    assert first.returncode == 0
+    proc = harness("run", "--config", "configs/thp.yaml", results=results)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data, meta = latest(results)
+    assert data["kernel"]["cached"] is True
+    assert "make" not in meta["build"]["seconds"]
+    assert "cached, no make" in proc.stdout
+
+
+def test_kernel_panic_at_boot_is_an_error_and_leaves_no_qemu(tmp_path: Path, main_run) -> None:  # type: ignore[no-untyped-def]
+    proc = harness("run", "--config", str(DATA / "panic-at-boot.yaml"), results=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    data, _ = latest(tmp_path)
+    assert data["verdict"] == "error"
+    assert "kernel panic during boot" in data["error"]
+    assert data["splats"][0]["kind"] == "panic"
+    assert data["scenarios"][0]["verdict"] == "error"
+    assert not qemu_processes(str(tmp_path))
+
+
+def test_patch_that_does_not_apply_stops_the_run(tmp_path: Path) -> None:
+    proc = harness("run", "--config", str(DATA / "bad-series.yaml"), results=tmp_path)
+    assert proc.returncode == 2
+    assert "0001-mm-does-not-apply.patch: does not apply" in proc.stdout
+    assert "mm/memory.c" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_config_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("machine:\n  cpus: 2\n  acel: kvm\n")
+    proc = harness("run", "--config", str(bad), results=tmp_path)
+    assert proc.returncode == 2
+    assert f"{bad}:3 (key 'machine.acel'): unknown key 'acel'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _interrupt_when(argv: list[str], ready: str, results: Path, delay: float) -> tuple[int, str]:
+    """Start argv, send SIGINT (as Ctrl-C would) `delay` s after `ready` appears."""
+    child = subprocess.Popen(
+        [*HARNESS, "--results", str(results), *argv], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    seen = []
+    for line in child.stdout:
+        seen.append(line)
+        if ready in line:
+            break
+    time.sleep(delay)
+    os.killpg(child.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    rest, _ = child.communicate(timeout=120)
+    return child.returncode, "".join(seen) + rest
+
+
+def test_ctrl_c_during_boot_leaves_no_qemu(tmp_path: Path, main_run) -> None:  # type: ignore[no-untyped-def]
+    code, out = _interrupt_when(
+        ["boot", "--config", "configs/smoke.yaml", "--", "sleep 60"],
+        "accel:", tmp_path, 3.0,
+    )  # fmt: skip
+    assert code == 130, out
+    time.sleep(1)
+    assert not qemu_processes(str(tmp_path)), out
+
+
+def test_ctrl_c_during_build_leaves_no_orphan_and_a_usable_cache(tmp_path: Path) -> None:
+    config = str(DATA / "interrupt.yaml")
+    code, out = _interrupt_when(["build", "--config", config], "build: baseline", tmp_path, 20.0)
+    if "cached, no make" in out:
+        pytest.skip("the interrupt variant is already in the cache: nothing to interrupt")
+    assert code == 130, out
+    time.sleep(1)
+    leftovers = subprocess.run(["pgrep", "-af", "make .*ARCH=x86_64"], capture_output=True,
+                               text=True).stdout  # fmt: skip
+    assert "harness" not in leftovers and "folio-harness" not in leftovers
+    # The next build completes from where the interrupted one stopped.
+    proc = harness("build", "--config", config, results=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert Path(proc.stdout.strip().splitlines()[-1]).name == "bzImage"
