@@ -36,6 +36,7 @@ class BuildRequest:
     series: patches.Series
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     make_args: tuple[str, ...] = ()
+    force: bool = False  # run make even when the artifacts are cached
 
 
 @dataclass
@@ -64,7 +65,7 @@ def toolchain_version() -> str:
     return f"{gcc}; {ld}"
 
 
-def _make_env() -> dict[str, str]:
+def make_env() -> dict[str, str]:
     env = dict(REPRODUCIBLE_ENV)
     env["CCACHE_DIR"] = str(cache.root() / "ccache")
     env.setdefault("CCACHE_MAXSIZE", "8G")
@@ -168,7 +169,7 @@ def build(request: BuildRequest, log_path: Path) -> BuildResult:
                 seconds=seconds,
             )
 
-        if (store / "bzImage").exists():
+        if (store / "bzImage").exists() and not request.force:
             with log_path.open("a") as log:
                 log.write(f"# kernel {key} found in the cache: no make\n")
             return result(cached=True)
@@ -178,7 +179,7 @@ def build(request: BuildRequest, log_path: Path) -> BuildResult:
         argv = make_command(source.tree, build_dir, request.jobs, request.make_args)
         with log_path.open("a") as log:
             try:
-                proc.run(argv, env=_make_env(), log=log, log_path=log_path)
+                proc.run(argv, env=make_env(), log=log, log_path=log_path)
             except proc.CommandError as exc:
                 raise BuildError(
                     f"kernel build failed (status {exc.returncode}); see {log_path}\n"

@@ -26,7 +26,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     phases = report.Phases(progress)
     work = _results_root(args) / "builds"
     work.mkdir(parents=True, exist_ok=True)
-    result = run.prepare_kernel(cfg, work, phases)
+    result = run.prepare_kernel(cfg, work, phases, force=args.force)
     print(result.bzimage)
     return 0
 
@@ -97,6 +97,7 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build (or fetch from the cache) the config's kernel")
     b.add_argument("--config", required=True)
+    b.add_argument("--force", action="store_true", help="run make even if the kernel is cached")
     b.set_defaults(func=cmd_build)
 
     bo = sub.add_parser("boot", help="boot the kernel: run CMD in the guest, or a shell")

@@ -96,7 +96,11 @@ def _input_identities(cfg: runconfig.RunConfig, series: patches.Series) -> dict[
 
 
 def prepare_kernel(
-    cfg: runconfig.RunConfig, run_dir: Path, phases: report.Phases, state: RunState | None = None
+    cfg: runconfig.RunConfig,
+    run_dir: Path,
+    phases: report.Phases,
+    state: RunState | None = None,
+    force: bool = False,
 ) -> build.BuildResult:
     """Source, series and build phases (shared by run, build and boot)."""
     t = phases.start("source", f"preparing {cfg.kernel.source}")
@@ -121,7 +125,9 @@ def prepare_kernel(
             series_identity=series.identity,
         )
         state.metadata["inputs"] = _input_identities(cfg, series)
-    result = build.build(build.BuildRequest(cfg.kernel, src, series), run_dir / "build.log")
+    result = build.build(
+        build.BuildRequest(cfg.kernel, src, series, force=force), run_dir / "build.log"
+    )
     how = "cached, no make" if result.cached else f"built in {result.seconds.get('make', 0):.1f}s"
     phases.finish("build", t, f"kernel {result.key}: {how}")
     if state is not None:
@@ -229,6 +235,11 @@ def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
         cpus_seen=console.cpus,
     )
     state.splats = [s.to_json() for s in console.splats]
+    for splat in console.splats:
+        where = f"while running {splat.job}" if splat.job else "during boot"
+        phases.progress.say(f"boot: kernel {splat.kind} {where}, console.log line {splat.line}:")
+        for line in [*splat.excerpt[:6], "Call Trace:", *splat.call_trace[:8]]:
+            print(f"    {line}")
     phases.finish(
         "boot",
         t,
