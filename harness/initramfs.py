@@ -110,8 +110,6 @@ def init_script(jobs: Iterable[Job], settings: GuestSettings, interactive: bool)
         "mount -t devtmpfs devtmpfs /dev",
         "mount -t debugfs debugfs /sys/kernel/debug",
         "mkdir -p /tmp && mount -t tmpfs tmpfs /tmp",
-        # Data channel: raw, no CR/LF translation, so records arrive exactly as written.
-        "stty -F /dev/ttyS1 raw -echo 2>/dev/null",
     ]
     if settings.park_khugepaged:
         khp = "/sys/kernel/mm/transparent_hugepage/khugepaged"
@@ -125,7 +123,8 @@ def init_script(jobs: Iterable[Job], settings: GuestSettings, interactive: bool)
         name = shlex.quote(job.name)
         lines.append(f"echo {MARK_BEGIN} {name} > /dev/kmsg")
         if job.script is not None:
-            lines.append(f"/bin/mmwork /jobs/{job.name}.script -o /dev/ttyS1")
+            # mmwork writes records to /dev/ttyS1 (the data channel) by default.
+            lines.append(f"/bin/mmwork /jobs/{job.name}.script")
         else:
             lines.append(f"sh -c {shlex.quote(job.command or 'true')}")
         lines.append(f"echo {MARK_END} {name} status=$? > /dev/kmsg")

@@ -211,12 +211,14 @@ def resolve_accel(wanted: str, kernel: Path, initramfs: Path, log_dir: Path) -> 
         memo = json.loads(memo_path.read_text())
         if memo.get("host") == key:
             return str(memo["accel"]), f"remembered: {memo['reason']}"
-    accel, reason = _probe_kvm(kernel, initramfs, log_dir)
-    cache.write_atomic(memo_path, json.dumps({"host": key, "accel": accel, "reason": reason}))
+    accel, reason, conclusive = _probe_kvm(kernel, initramfs, log_dir)
+    if conclusive:  # a QEMU that exited early says more about the kernel than about KVM
+        cache.write_atomic(memo_path, json.dumps({"host": key, "accel": accel, "reason": reason}))
     return accel, reason
 
 
-def _probe_kvm(kernel: Path, initramfs: Path, log_dir: Path) -> tuple[str, str]:
+def _probe_kvm(kernel: Path, initramfs: Path, log_dir: Path) -> tuple[str, str, bool]:
+    """(accel, reason, conclusive)."""
     request = BootRequest(
         kernel=kernel,
         initramfs=initramfs,
@@ -241,7 +243,11 @@ def _probe_kvm(kernel: Path, initramfs: Path, log_dir: Path) -> tuple[str, str]:
         finally:
             _terminate(child)
     if index == 0:
-        return "kvm", "KVM probe booted a kernel"
+        return "kvm", "KVM probe booted a kernel", True
     if index == 1:
-        return "tcg", "KVM probe: QEMU exited before the kernel printed (see kvm-probe.log)"
-    return "tcg", f"KVM probe: no kernel output in {KVM_PROBE_DEADLINE:.0f}s (nested KVM hang)"
+        return "tcg", "KVM probe: QEMU exited before the kernel printed (see kvm-probe.log)", False
+    return (
+        "tcg",
+        f"KVM probe: no kernel output in {KVM_PROBE_DEADLINE:.0f}s (nested KVM hang)",
+        True,
+    )
