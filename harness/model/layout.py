@@ -1,0 +1,31 @@
+"""x86-64 geometry the model assumes: 4 KiB pages, 512 entries per table, 2 MiB PMDs."""
+
+from __future__ import annotations
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PTRS_PER_PTE = 512
+PMD_SHIFT = 21
+PMD_SIZE = 1 << PMD_SHIFT
+HPAGE_PMD_ORDER = PMD_SHIFT - PAGE_SHIFT
+HPAGE_PMD_NR = 1 << HPAGE_PMD_ORDER
+# mm/memory.c fault_around_bytes: 64 KiB unless changed through debugfs.
+FAULT_AROUND_PAGES = 65536 >> PAGE_SHIFT
+
+
+def pmd_index(va: int) -> int:
+    """Which PTE table (2 MiB block) an address falls in."""
+    return va >> PMD_SHIFT
+
+
+def pmd_start(va: int) -> int:
+    return va & ~(PMD_SIZE - 1)
+
+
+def pmd_end(va: int) -> int:
+    """The first address of the next 2 MiB block."""
+    return pmd_start(va) + PMD_SIZE
+
+
+def pages(nbytes: int) -> int:
+    return nbytes >> PAGE_SHIFT
