@@ -18,6 +18,7 @@ from harness.workload import ARENA
 
 K = 1 << 10
 M = 1 << 20
+REPO = Path(__file__).resolve().parent.parent
 TMPFS = "mounts: [{path: /mnt/huge, size: 64M, huge: always}]"
 
 
@@ -653,6 +654,15 @@ def test_json_and_table_output(tmp_path: Path) -> None:
     assert json.dumps(result.to_json())
     table = model.format_table(result)
     assert "probe p" in table and "0:512=1" in table
+
+
+def test_thp_basic_workload_predicts_without_errors() -> None:
+    scenarios = workload.load_workload(REPO / "configs" / "workloads" / "thp-basic.yaml")
+    assert len(scenarios) >= 20
+    for scenario in scenarios:
+        result = model.predict(scenario)
+        assert result.errors == {}, (scenario.name, result.errors)
+        assert len(result.probes) == len(scenario.probes())
 
 
 @pytest.mark.parametrize("offset", [0, 4 * K, 1 * M])
