@@ -159,19 +159,26 @@ class Kernel:
         vma.anon_vma, vma.chain_len = anon_vma, chain_len
         return vma
 
-    def _change_flags(self, mm: Mm, lo: int, hi: int, **flags: object) -> str | None:
-        """mprotect_fixup / madvise_update_vma over [lo, hi): split, change, merge."""
+    def _change_flags(
+        self, mm: Mm, lo: int, hi: int, stop_at_hole: bool, **flags: object
+    ) -> str | None:
+        """mprotect_fixup / madvise_update_vma over [lo, hi): split, change, merge.
+
+        A hole makes both fail with ENOMEM; mprotect stops there, madvise carries on with
+        the VMAs after it (madvise_walk_vmas).
+        """
         covered = mm.covered(lo, hi)
-        for vma in mm.vmas_in(lo, covered):
+        end = covered if stop_at_hole else hi
+        for vma in mm.vmas_in(lo, end):
             if mm.find_vma(vma.start) is not vma:
                 continue  # merged into a VMA already handled
             new = {k: v for k, v in flags.items() if getattr(vma, k) != v}
-            if "prot" in new and new["prot"] == "rw" and not vma.shared:
+            if new.get("prot") == "rw" and not vma.shared:
                 new["account"] = True  # mprotect_fixup charges a private writable mapping
             new = {k: v for k, v in new.items() if getattr(vma, k) != v}
             if not new:
                 continue
-            piece = self.isolate(mm, vma, max(lo, vma.start), min(covered, vma.end))
+            piece = self.isolate(mm, vma, max(lo, vma.start), min(end, vma.end))
             for key, value in new.items():
                 setattr(piece, key, value)
             self.vma_merge(mm, piece)
@@ -362,15 +369,15 @@ class Kernel:
         return None
 
     def mprotect(self, proc: str, lo: int, hi: int, prot: str) -> str | None:
-        return self._change_flags(self.mms[proc], lo, hi, prot=prot)
+        return self._change_flags(self.mms[proc], lo, hi, stop_at_hole=True, prot=prot)
 
     def madvise(self, proc: str, lo: int, hi: int, advice: str) -> str | None:
         mm = self.mms[proc]
         if advice in ("hugepage", "nohugepage"):
-            return self._change_flags(mm, lo, hi, thp=advice)
+            return self._change_flags(mm, lo, hi, stop_at_hole=False, thp=advice)
         covered = mm.covered(lo, hi)
-        for vma in mm.vmas_in(lo, covered):
-            vlo, vhi = max(lo, vma.start), min(covered, vma.end)
+        for vma in mm.vmas_in(lo, hi):
+            vlo, vhi = max(lo, vma.start), min(hi, vma.end)
             if advice == "dontneed":
                 self.zap_range(mm, vlo, vhi)  # madvise_dontneed_single_vma
             else:
