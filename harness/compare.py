@@ -293,6 +293,8 @@ def judge(
         reason = "the guest never started it"
         if booted.timed_out_in == scenario.name:
             reason = "the guest hung while running it (deadline passed)"
+        elif booted.outcome == "timeout":
+            reason = f"not run: the guest went silent in {booted.timed_out_in} (deadline passed)"
         elif console.fatal is not None:
             reason = f"not run: kernel {console.fatal.kind} earlier ({console.fatal.headline})"
         return ScenarioVerdict(scenario.name, "error", reason)

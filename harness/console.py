@@ -32,6 +32,7 @@ SPLAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 _TRACE_START = re.compile(r"^(Call Trace:|<TASK>)")
 _TRACE_END = re.compile(r"^(</TASK>|---\[ end trace|Kernel Offset:|RIP: 0033)")
+_TRACE_ENTRY = re.compile(r"^(\? )?[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+|^</?(IRQ|NMI|SOFTIRQ)>")
 _FATAL = frozenset({"panic", "oops", "bug", "soft_lockup", "bad_page", "rcu_stall", "hung_task"})
 
 
@@ -96,6 +97,8 @@ class ConsoleParser:
     def feed(self, raw: str) -> None:
         self._lineno += 1
         line = clean(raw)
+        if not line.strip():
+            return  # serial CR/LF doubling makes empty lines; they carry nothing
         self._markers(line)
         kind = next((k for k, pat in SPLAT_PATTERNS if pat.search(line)), None)
         if kind is not None and not self._continues_open_splat(kind):
@@ -114,7 +117,7 @@ class ConsoleParser:
             return
         if self._in_trace:
             stripped = line.strip()
-            if _TRACE_END.match(stripped) or not stripped:
+            if _TRACE_END.match(stripped) or not _TRACE_ENTRY.match(stripped):
                 self._in_trace = False
                 if stripped.startswith("---[ end trace") or stripped.startswith("</TASK>"):
                     self._open = None

@@ -238,7 +238,9 @@ def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
     for splat in console.splats:
         where = f"while running {splat.job}" if splat.job else "during boot"
         phases.progress.say(f"boot: kernel {splat.kind} {where}, console.log line {splat.line}:")
-        for line in [*splat.excerpt[:6], "Call Trace:", *splat.call_trace[:8]]:
+        head = [line for line in splat.excerpt if line.strip() not in ("Call Trace:", "<TASK>")]
+        head = head[: max(1, len(head) - len(splat.call_trace))][:6]
+        for line in [*head, "Call Trace:", *splat.call_trace[:8]]:
             print(f"    {line}")
     phases.finish(
         "boot",

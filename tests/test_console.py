@@ -8,7 +8,8 @@ DATA = Path(__file__).parent / "data" / "console"
 
 
 def parse(name: str):  # type: ignore[no-untyped-def]
-    return parse_console((DATA / name).read_text(errors="replace").splitlines())
+    # console.log is split on LF only, as the live reader does (it holds CRs).
+    return parse_console((DATA / name).read_text(errors="replace").split("\n"))
 
 
 def test_clean_boot_has_markers_and_no_splat() -> None:
@@ -62,3 +63,15 @@ def test_incremental_feed_matches_batch() -> None:
     for line in lines:
         parser.feed(line)
     assert parser.report == parse_console(lines)
+
+
+def test_real_panic_at_boot() -> None:
+    report = parse("panic-at-boot.log")
+    assert not report.booted and not report.done
+    fatal = report.fatal
+    assert fatal is not None and fatal.kind == "panic" and fatal.job is None
+    assert (
+        fatal.headline
+        == "Kernel panic - not syncing: Requested init /no-such-init failed (error -2)."
+    )
+    assert "kernel_init+0xad/0xfc" in fatal.call_trace
