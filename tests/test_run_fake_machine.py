@@ -1,7 +1,8 @@
 """The run orchestration with the machine replaced by a recorded boot (kunit.py's seam).
 
 The kernel build is replaced by a fake artifact; the console and data channel come from a
-real boot of configs/thp.yaml (tests/data/console/run-thp.log, tests/data/records/run-thp.log).
+real boot of tests/data/configs/one-scenario.yaml (tests/data/console/run-thp.log and
+tests/data/records/run-thp.log).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def fake_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_recorded_boot_gives_a_passing_results_tree(fake_kernel: None, tmp_path: Path) -> None:
-    cfg = runconfig.load(ROOT / "configs" / "thp.yaml")
+    cfg = runconfig.load(DATA / "configs" / "one-scenario.yaml")
     vm = RecordedMachine(DATA / "console" / "run-thp.log", DATA / "records" / "run-thp.log")
     code = run.execute(cfg, tmp_path / "results", ["harness", "run"], machine_impl=vm)
     latest = tmp_path / "results" / "latest"
@@ -76,7 +77,7 @@ def test_recorded_boot_gives_a_passing_results_tree(fake_kernel: None, tmp_path:
 
 
 def test_interrupted_boot_keeps_logs_and_partial_results(fake_kernel: None, tmp_path: Path) -> None:
-    cfg = runconfig.load(ROOT / "configs" / "thp.yaml")
+    cfg = runconfig.load(DATA / "configs" / "one-scenario.yaml")
     vm = RecordedMachine(DATA / "console" / "run-thp.log", DATA / "records" / "run-thp.log",
                          interrupt=True)  # fmt: skip
     code = run.execute(cfg, tmp_path / "results", ["harness", "run"], machine_impl=vm)
