@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -74,15 +75,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_model(args: argparse.Namespace) -> int:
     from harness import model, workload
 
-    scenarios = workload.load_workload(Path(args.workload))
-    for sc in scenarios:
-        result = model.predict(sc)
-        if args.json:
-            import json
-
-            print(json.dumps(result.to_json(), indent=2))
-        else:
-            print(model.format_table(result))
+    results = [model.predict(sc) for sc in workload.load_workload(Path(args.workload))]
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        print("\n".join(model.format_table(r) for r in results))
     return 0
 
 
@@ -127,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return run.EXIT_INTERRUPTED
+    except BrokenPipeError:  # `harness model ... | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -329,7 +329,7 @@ def judge(
         pv = compare_probe(pred, obs, result.environment, identity)
         result.probes.append(pv)
         if pv.verdict != "pass":
-            result.diff += render_probe_diff(pv)
+            result.diff += render_probe_diff(pv, scenario, pred.step)
 
     verdicts = {p.verdict for p in result.probes}
     problems = []
@@ -356,7 +356,28 @@ def judge(
     return result
 
 
-def render_probe_diff(pv: ProbeVerdict) -> str:
+def history(scenario: workload.Scenario, proc: str, lo: int, hi: int, before: int) -> list[str]:
+    """The steps before `before` that could have shaped [lo, hi) in `proc`, for a diff."""
+    lines = []
+    for step in scenario.steps:
+        if step.index >= before:
+            break
+        ranges: list[tuple[int, int]] = []
+        addr, length = getattr(step, "addr", None), getattr(step, "length", None)
+        if addr is not None and length is not None:
+            ranges.append((addr, addr + length))
+        new_addr = getattr(step, "new_addr", None)
+        if new_addr is not None and length is not None:
+            ranges.append((new_addr, new_addr + length))
+        owners = {getattr(step, "proc", None), getattr(step, "child", None)}
+        touches = any(a < hi and lo < b for a, b in ranges) or not ranges
+        if step.op != "probe" and touches and (proc in owners or owners == {None}):
+            lines.append(f"step {step.index} {step.op} at {step.where}")
+    return lines[-8:]
+
+
+def render_probe_diff(pv: ProbeVerdict, scenario: workload.Scenario | None = None,
+                      step: int = 0) -> str:  # fmt: skip
     """Human-readable explanation of a probe that did not pass."""
     lines = [f"probe '{pv.label}' of {pv.process} at {pv.where}: {pv.verdict.upper()}"]
     lines += [f"  {problem}" for problem in pv.problems]
@@ -365,8 +386,13 @@ def render_probe_diff(pv: ProbeVerdict) -> str:
             continue
         lines.append(
             f"  folio at 0x{fv.va:x}: order {fv.order} expected, {fv.observed['order']} "
-            f"observed (guest head pfn {fv.observed['head_pfn']}): {fv.verdict}; "
-            f"state from the steps up to {fv.step}"
+            f"observed (guest head pfn {fv.observed['head_pfn']}): {fv.verdict}"
         )
         lines += [f"    {problem}" for problem in fv.problems]
+        if scenario is not None:
+            # The whole folio's extent, where it is mapped linearly around fv.va.
+            first = fv.expected["P"][0][0] if fv.expected["P"] else 0
+            lo = fv.va - first * PAGE
+            steps = history(scenario, fv.process, lo, lo + (PAGE << fv.order), step)
+            lines += ["    state produced by:"] + [f"      {h}" for h in steps]
     return "\n".join(lines) + "\n"
