@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -126,12 +127,18 @@ def _merged_config(request: BuildRequest, log_path: Path) -> kconfig.MergedConfi
     return merged
 
 
-def build(request: BuildRequest, log_path: Path) -> BuildResult:
+def _say_waiting(message: str) -> None:
+    print(f"build: {message} (another build of this source tree)", flush=True)
+
+
+def build(
+    request: BuildRequest, log_path: Path, on_wait: Callable[[str], None] = _say_waiting
+) -> BuildResult:
     """Apply the series, merge the config, and build unless the artifacts are cached."""
     seconds: dict[str, float] = {}
     source = request.source
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with cache.locked(f"source-{source.identity}"):
+    with cache.locked(f"source-{source.identity}", on_wait):
         t0 = time.monotonic()
         head = patches.apply(source, request.series)
         seconds["patch"] = time.monotonic() - t0

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +75,20 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def locked(name: str) -> Iterator[None]:
-    """An exclusive flock held for the block; released by the kernel if we die."""
+def locked(name: str, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """An exclusive flock held for the block; released by the kernel if we die.
+
+    `on_wait` is told when another process holds the lock, so a run never waits silently.
+    """
     lock_dir = root() / "locks"
     lock_dir.mkdir(exist_ok=True)
     with (lock_dir / f"{name}.lock").open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(f"waiting for another harness process holding '{name}'")
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
