@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness import doctor, initramfs, machine, report, run, runconfig
+from harness import doctor, initramfs, machine, report, run, runconfig, selftest_run
 from harness.errors import HarnessError
 
 
@@ -18,7 +18,8 @@ def _results_root(args: argparse.Namespace) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = runconfig.load(Path(args.config))
-    return run.execute(cfg, _results_root(args), ["harness", *sys.argv[1:]])
+    body = selftest_run.body if cfg.selftests is not None else None
+    return run.execute(cfg, _results_root(args), ["harness", *sys.argv[1:]], body=body)
 
 
 def cmd_build(args: argparse.Namespace) -> int:

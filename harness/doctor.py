@@ -14,6 +14,7 @@ from harness import initramfs, runconfig
 APT_PACKAGES = (
     "qemu-system-x86", "linux-source-6.1", "busybox-static", "build-essential", "flex", "bison",
     "bc", "libelf-dev", "libssl-dev", "cpio", "ccache", "xz-utils", "rsync", "git", "python3-venv",
+    "libnuma-dev", "libcap-dev",
 )  # fmt: skip
 
 
@@ -47,6 +48,11 @@ def _static_gcc() -> Check:
     if result.returncode != 0:
         return Check("gcc -static", False, "cannot link a static program", "libc6-dev")
     return Check("gcc -static", True, "links static programs")
+
+
+def _static_lib(name: str, package: str, why: str) -> Check:
+    found = any((Path(d) / name).exists() for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib"))
+    return Check(name, found, f"needed by {why}", None if found else package)
 
 
 def _busybox() -> Check:
@@ -94,6 +100,9 @@ def checks() -> list[Check]:
             "needed by scripts/ for some configs",
             None if Path("/usr/include/openssl/ssl.h").exists() else "libssl-dev",
         ),
+        _static_lib("libnuma.a", "libnuma-dev", "the static ksm_tests and migration selftests"),
+        _static_lib("libcap.a", "libcap-dev", "the static mlock-random-test and memfd_secret"),
+        _tool("rsync", "rsync"),  # make headers_install for the selftests
         Check(
             "kernel source",
             source.exists(),

@@ -11,7 +11,7 @@ import shlex
 import shutil
 import stat
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,9 @@ BUSYBOX_APPLETS = (
     "sh", "mount", "umount", "mkdir", "echo", "cat", "ls", "poweroff", "reboot", "sleep",
     "dmesg", "grep", "head", "tail", "uname", "free", "ps", "kill", "mkswap", "swapon",
     "sync", "setsid", "cttyhack", "stty", "wc", "true", "false", "env", "hexdump", "od",
+    "timeout",
 )  # fmt: skip
+BASE_DIRS = ("bin", "sbin", "dev", "proc", "sys", "tmp", "mnt", "jobs", "etc", "root")
 GUEST_CFLAGS = ("-static", "-O2", "-g", "-Wall", "-Wextra")
 
 # Console markers the host driver waits for (machine.py); kept in one place.
@@ -173,20 +175,32 @@ def build(
     jobs: list[Job],
     settings: GuestSettings | None = None,
     interactive: bool = False,
+    extra_files: Mapping[str, Path] | None = None,
 ) -> Path:
-    """Write the initramfs for these jobs to `dest`; returns dest."""
+    """Write the initramfs for these jobs to `dest`; returns dest.
+
+    `extra_files` maps archive paths ('selftests/gup_test') to host files, added executable.
+    """
     busybox = find_busybox()
     programs = compile_guest_programs(guest_tests)
     if any(job.script is not None for job in jobs) and "mmwork" not in programs:
         raise GuestError(f"{guest_tests}/mmwork.c is missing: scenarios need the interpreter")
     cpio = CpioWriter()
-    for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "mnt", "jobs", "etc", "root"):
+    for d in BASE_DIRS:
         cpio.directory(d)
     cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
     for applet in BUSYBOX_APPLETS:
         cpio.symlink(f"bin/{applet}", "busybox")
     for name, binary in sorted(programs.items()):
         cpio.file(f"bin/{name}", binary.read_bytes(), 0o755)
+    made = set(BASE_DIRS)
+    for name, host_path in sorted((extra_files or {}).items()):
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            if "/".join(parts[:i]) not in made:
+                made.add("/".join(parts[:i]))
+                cpio.directory("/".join(parts[:i]))
+        cpio.file(name, host_path.read_bytes(), 0o755)
     for job in jobs:
         if job.script is not None:
             cpio.file(f"jobs/{job.name}.script", job.script.encode())

@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,10 @@ class RunState:
     splats: list[dict[str, Any]] = field(default_factory=list)
     verdict: str = "error"
     error: str | None = None
+    selftests: dict[str, Any] | None = None  # selftest runs (selftest_run.py)
 
     def results(self) -> dict[str, Any]:
+        extra = {"selftests": self.selftests} if self.selftests is not None else {}
         return {
             "verdict": self.verdict,
             "error": self.error,
@@ -62,6 +65,7 @@ class RunState:
             "machine": self.machine,
             "splats": self.splats,
             "scenarios": self.scenarios,
+            **extra,
         }
 
 
@@ -143,9 +147,13 @@ def prepare_kernel(
     return result
 
 
+Body = Callable[[runconfig.RunConfig, RunState, report.Phases, machine.Machine], int]
+
+
 def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
             progress: report.Progress | None = None,
-            machine_impl: machine.Machine | None = None) -> int:  # fmt: skip
+            machine_impl: machine.Machine | None = None,
+            body: Body | None = None) -> int:  # fmt: skip
     progress = progress or report.Progress()
     phases = report.Phases(progress)
     run_dir = new_run_dir(results_root, cfg.path)
@@ -161,7 +169,7 @@ def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
     progress.say(f"run {run_dir}")
     code = EXIT_ERROR
     try:
-        code = _execute(cfg, state, phases, machine_impl or machine.QemuMachine())
+        code = (body or _execute)(cfg, state, phases, machine_impl or machine.QemuMachine())
     except HarnessError as exc:
         state.error = str(exc)
         progress.say(f"error: {exc}")

@@ -6,10 +6,10 @@ behaves the same whatever the current directory is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness import schema, workload
+from harness import schema, selftests, workload
 from harness.errors import ConfigError
 
 DEFAULT_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
@@ -43,6 +43,8 @@ class RunConfig:
     machine: MachineSpec
     scenarios: tuple[workload.Scenario, ...]
     workload_files: tuple[Path, ...] = field(default=())
+    selftests: selftests.SelftestPlan | None = None  # run the kernel's vm selftests instead
+    compare: tuple[tuple[str, KernelSpec], ...] = ()  # (label, kernel): baseline, patched
 
 
 def _path(node: schema.Node, base: Path, must_exist: bool = True, what: str = "file") -> Path:
@@ -55,19 +57,21 @@ def _path(node: schema.Node, base: Path, must_exist: bool = True, what: str = "f
     return path
 
 
-def _kernel(node: schema.Node | None, base: Path) -> KernelSpec:
+def _kernel(node: schema.Node | None, base: Path, default: KernelSpec | None = None) -> KernelSpec:
+    """The kernel section; with `default`, a partial one overriding it (compare sides)."""
+    default = default or KernelSpec(DEFAULT_SOURCE, None, None, "tinyconfig", (), "")
     if node is None:
-        return KernelSpec(DEFAULT_SOURCE, None, None, "tinyconfig", (), "")
+        return default
     f = node.mapping(("source", "ref", "series", "base_config", "fragments", "cmdline"))
-    source: Path | str = DEFAULT_SOURCE
+    source: Path | str = default.source
     if "source" in f:
         raw = f["source"].as_str()
         if "://" in raw or raw.startswith("git@"):
             source = raw
         else:
             source = _path(f["source"], base, what="kernel source")
-    ref = f["ref"].as_str() if "ref" in f else None
-    series = None
+    ref = f["ref"].as_str() if "ref" in f else default.ref
+    series = None if "series" in f else default.series
     if "series" in f and f["series"].as_str() != "none":
         series = _path(f["series"], base, what="patch series")
         if series.is_dir():
@@ -76,13 +80,25 @@ def _kernel(node: schema.Node | None, base: Path) -> KernelSpec:
                 raise f["series"].error(
                     f"{series} not found: a series directory needs a 'series' file"
                 )
-    base_config = f["base_config"].as_choice(BASE_CONFIGS) if "base_config" in f else "tinyconfig"
-    fragments: list[Path] = []
+    base_config = (
+        f["base_config"].as_choice(BASE_CONFIGS) if "base_config" in f else default.base_config
+    )
+    fragments = list(default.fragments)
     if "fragments" in f:
-        for item in f["fragments"].items():
-            fragments.append(_path(item, base, what="kconfig fragment"))
-    cmdline = f["cmdline"].as_str() if "cmdline" in f else ""
+        fragments = [_path(item, base, what="kconfig fragment") for item in f["fragments"].items()]
+    cmdline = f["cmdline"].as_str() if "cmdline" in f else default.cmdline
     return KernelSpec(source, ref, series, base_config, tuple(fragments), cmdline)
+
+
+def _compare(
+    node: schema.Node, base: Path, kernel: KernelSpec
+) -> tuple[tuple[str, KernelSpec], ...]:
+    """`compare: {baseline: {...}, patched: {...}}`: each side overrides the kernel section."""
+    f = node.mapping(("baseline", "patched"))
+    return tuple(
+        (label, _kernel(schema.require(f, label, node), base, kernel))
+        for label in ("baseline", "patched")
+    )
 
 
 def _machine(node: schema.Node | None) -> MachineSpec:
@@ -111,7 +127,7 @@ def _machine(node: schema.Node | None) -> MachineSpec:
 def load(path: Path) -> RunConfig:
     path = path.resolve() if path.exists() else path
     root = schema.load(path)
-    f = root.mapping(("kernel", "machine", "workloads", "scenarios"))
+    f = root.mapping(("kernel", "machine", "workloads", "scenarios", "selftests", "compare"))
     base = path.parent
     scenarios: list[workload.Scenario] = []
     files: list[Path] = []
@@ -129,10 +145,22 @@ def load(path: Path) -> RunConfig:
                 f"{sc.source}: scenario name '{sc.name}' is already used at {seen[sc.name].source}"
             )
         seen[sc.name] = sc
+    plan = selftests.parse_plan(f["selftests"]) if "selftests" in f else None
+    if plan is not None and scenarios:
+        raise f["selftests"].error("a run config runs either scenarios or selftests, not both")
+    if "compare" in f and plan is None:
+        raise f["compare"].error("compare needs a 'selftests' section to compare")
+    kernel = _kernel(f.get("kernel"), base)
     return RunConfig(
         path=path,
-        kernel=_kernel(f.get("kernel"), base),
+        kernel=kernel,
         machine=_machine(f.get("machine")),
         scenarios=tuple(scenarios),
         workload_files=tuple(files),
+        selftests=plan,
+        compare=_compare(f["compare"], base, kernel) if "compare" in f else (),
     )
+
+
+def with_kernel(cfg: RunConfig, kernel: KernelSpec) -> RunConfig:
+    return replace(cfg, kernel=kernel)

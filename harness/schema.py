@@ -59,6 +59,13 @@ class Node:
             raise self.error(f"expected a string, got {value!r}")
         return value
 
+    def as_text(self) -> str:
+        """A string, integer or number as text (command arguments, sysctl values)."""
+        value = self._scalar()
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.error(f"expected a string or a number, got {value!r}")
+        return str(value)
+
     def as_bool(self) -> bool:
         value = self._scalar()
         if not isinstance(value, bool):
@@ -127,6 +134,19 @@ class Node:
             if name in result:
                 raise Node(key_node, self.path, dotted).error(f"key '{name}' given twice")
             result[name] = Node(value_node, self.path, dotted)
+        return result
+
+    def entries(self) -> list[tuple[str, Node]]:
+        """A mapping with free-form keys, in order: (key, value node)."""
+        if not isinstance(self._node, yaml.MappingNode):
+            raise self.error(f"expected a mapping, got a {_kind(self._node)}")
+        result: list[tuple[str, Node]] = []
+        for key_node, value_node in self._node.value:
+            name = Node(key_node, self.path, self.key).as_str()
+            dotted = f"{self.key}.{name}" if self.key else name
+            if any(name == k for k, _ in result):
+                raise Node(key_node, self.path, dotted).error(f"key '{name}' given twice")
+            result.append((name, Node(value_node, self.path, dotted)))
         return result
 
     def is_mapping(self) -> bool:

@@ -156,3 +156,16 @@ def test_captured_outputs(path: Path) -> None:
     bounded = "bounded" in fields
     verdict = ktap.judge(ktap.parse(lines[1:]), ktap.Ending(status, timed_out, None, bounded))
     assert verdict.outcome == want, verdict
+
+
+def test_captured_mremap_test_details() -> None:
+    """mremap_test in a 1G guest: xfails count as passes, the 2 GB cases fail with ENOMEM."""
+    s = ktap.parse((DATA / "mremap_test.log").read_text().splitlines()[1:])
+    assert s.plan == 14 and len(s.cases) == 14
+    assert s.count("xfail") == 3 and s.count("fail") == 4 and s.count("pass") == 7
+    assert s.totals["fail"] == 4
+    # Its indented continuation lines ('\tmremap time: ...') are output, not nested TAP.
+    assert any(line.startswith("mremap time:") for line in s.output)
+    v = ktap.judge(s, ktap.Ending(1))
+    assert v.reason.startswith("not ok 10 2GB mremap - Source PUD-aligned")
+    assert v.reason.endswith("(+3 more)")

@@ -1,0 +1,425 @@
+"""Selftest plans, guest framing, per-test judgement, the comparison, and the run body with
+the machine replaced by a scripted one (hangs, panics, reboots), all offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import (
+    build,
+    console,
+    initramfs,
+    machine,
+    patches,
+    run,
+    runconfig,
+    selftest_run,
+    selftests,
+    source,
+)
+from harness.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "frag.config").write_text("CONFIG_KSM=y\n")
+    (tmp_path / "series").write_text("")
+    path = tmp_path / "run.yaml"
+    path.write_text("kernel:\n  fragments: [frag.config]\n" + body)
+    return path
+
+
+# --- plan ------------------------------------------------------------------------------------
+
+
+def test_plan_from_the_shipped_config() -> None:
+    for needed in ("kernel-patches/series", "configs/kconfig/series.config"):
+        if not (ROOT / needed).exists():
+            pytest.skip(f"{needed} (the patched side) is not in this checkout")
+    cfg = runconfig.load(ROOT / "configs" / "selftests.yaml")
+    plan = cfg.selftests
+    assert plan is not None
+    names = [t.name for t in plan.tests]
+    for required in ("split_huge_page_test", "khugepaged", "transhuge-stress", "mremap_test",
+                     "mremap_dontunmap", "madv_populate", "soft-dirty", "mlock2-tests",
+                     "compaction_test"):  # fmt: skip
+        assert required in names
+    for program in ("gup_test", "ksm_tests", "userfaultfd"):
+        assert program in plan.programs
+    stress = next(t for t in plan.tests if t.name == "transhuge-stress")
+    assert stress.bounded and stress.deadline == 30
+    assert [label for label, _ in cfg.compare] == ["baseline", "patched"]
+    assert cfg.compare[0][1].series is None
+    assert cfg.compare[1][1].series == ROOT / "kernel-patches" / "series"
+
+
+def test_plan_fields_and_defaults(tmp_path: Path) -> None:
+    cfg = runconfig.load(write_config(tmp_path, """\
+selftests:
+  deadline: 60
+  swap: 64M
+  setup: ["echo 1 > /proc/sys/vm/overcommit_memory"]
+  tests:
+    - soft-dirty
+    - {name: uffd, program: userfaultfd, args: [anon, 20, 16], deadline: 5}
+compare:
+  baseline: {series: none}
+  patched: {series: series, cmdline: "numa=off"}
+"""))  # fmt: skip
+    plan = cfg.selftests
+    assert plan is not None and plan.swap_mb == 64
+    assert plan.programs == ("soft-dirty", "userfaultfd")
+    assert plan.tests[0] == selftests.TestSpec("soft-dirty", "soft-dirty", (), 60.0)
+    assert plan.tests[1].args == ("anon", "20", "16") and plan.tests[1].deadline == 5
+    assert plan.host_deadline == 60 + selftests.HOST_GRACE
+    patched = dict(cfg.compare)["patched"]
+    assert patched.series == tmp_path / "series" and patched.cmdline == "numa=off"
+    assert patched.fragments == (tmp_path / "frag.config",)  # inherited from kernel:
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("selftests:\n  tests: [nosuchtest]\n", "run.yaml:4 (key 'selftests.tests[0]')"),
+        ("selftests:\n  tests: [soft-dirty, soft-dirty]\n", "already used"),
+        ("selftests:\n  tests: [{name: 'a b', program: gup_test}]\n", "no spaces"),
+        ("selftests:\n  tests: []\n", "at least one test"),
+        ("selftests:\n  tests: [{program: gup_test, deadline: 0}]\n", "at least 1"),
+        ("compare:\n  baseline: {}\n  patched: {}\n", "needs a 'selftests' section"),
+        ("selftests:\n  tests: [soft-dirty]\ncompare:\n  baseline: {}\n", "'patched'"),
+        ("selftests:\n  tests: [soft-dirty]\ncompare:\n  baseline: {series: nope}\n"
+         "  patched: {}\n", "patch series 'nope' not found"),
+    ],
+)  # fmt: skip
+def test_plan_errors_name_file_and_key(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        runconfig.load(write_config(tmp_path, body))
+    assert message in str(info.value) and "run.yaml" in str(info.value)
+
+
+def test_sysctl_is_set_for_one_test_and_restored(tmp_path: Path) -> None:
+    cfg = runconfig.load(write_config(tmp_path, """\
+selftests:
+  tests:
+    - {name: mremap_test, sysctl: {vm.overcommit_memory: 1, vm.max_map_count: 65530}}
+"""))  # fmt: skip
+    assert cfg.selftests is not None
+    spec = cfg.selftests.tests[0]
+    assert spec.sysctl == (("vm.overcommit_memory", "1"), ("vm.max_map_count", "65530"))
+    cmd = selftests.test_command(spec).splitlines()
+    assert cmd[:4] == [
+        "old0=$(cat /proc/sys/vm/overcommit_memory)",
+        "old1=$(cat /proc/sys/vm/max_map_count)",
+        "echo 1 > /proc/sys/vm/overcommit_memory",
+        "echo 65530 > /proc/sys/vm/max_map_count",
+    ]
+    run_at = next(i for i, line in enumerate(cmd) if line.startswith("timeout"))
+    restore = cmd.index('echo "$old0" > /proc/sys/vm/overcommit_memory')
+    assert run_at < restore < next(i for i, line in enumerate(cmd) if "SELFTEST-END" in line)
+
+
+@pytest.mark.parametrize(
+    ("sysctl", "message"),
+    [("[1]", "expected a mapping"), ("{'vm/x': 1}", "not a sysctl name"),
+     ("{vm.a: [1]}", "expected a scalar value")],
+)  # fmt: skip
+def test_sysctl_errors(tmp_path: Path, sysctl: str, message: str) -> None:
+    body = f"selftests:\n  tests:\n    - {{name: m, program: mremap_test, sysctl: {sysctl}}}\n"
+    with pytest.raises(ConfigError) as info:
+        runconfig.load(write_config(tmp_path, body))
+    assert message in str(info.value) and "selftests.tests[0].sysctl" in str(info.value)
+
+
+# --- guest framing and per-test judgement -----------------------------------------------------
+
+
+def test_test_command_frames_output_and_kills_at_the_deadline() -> None:
+    spec = selftests.TestSpec("uffd", "userfaultfd", ("anon", "20", "16"), 120.0)
+    cmd = selftests.test_command(spec)
+    assert "timeout -s KILL 120 ./userfaultfd anon 20 16 > /dev/ttyS1 2>&1 < /dev/null" in cmd
+    assert cmd.index("@@SELFTEST-BEGIN uffd") < cmd.index("timeout") < cmd.index("kill -9 -1")
+    assert "status=$st start=$t0 end=$t1" in cmd
+    assert "timeout" in initramfs.BUSYBOX_APPLETS
+    plan = selftests.SelftestPlan((spec,), swap_mb=128)
+    jobs = selftests.guest_jobs(plan)
+    assert [j.name for j in jobs] == [selftests.SETUP_JOB, "uffd"]
+    assert "swapon /dev/ram0" in (jobs[0].command or "")
+
+
+DATA = """\
+garbage before any frame
+@@SELFTEST-BEGIN soft-dirty\r
+TAP version 13\r
+1..2\r
+ok 1 a\r
+not ok 2 b\r
+@@SELFTEST-END soft-dirty status=1 start=10.50 end=12.75\r
+@@SELFTEST-BEGIN stress
+partial line without newline@@SELFTEST-END stress status=137 start=13.00 end=43.01
+@@SELFTEST-BEGIN hang
+TAP version 13
+"""
+
+
+def test_split_data() -> None:
+    framed = selftests.split_data(DATA.splitlines())
+    assert list(framed) == ["soft-dirty", "stress", "hang"]
+    sd = framed["soft-dirty"]
+    assert sd.lines == ["TAP version 13", "1..2", "ok 1 a", "not ok 2 b"]
+    assert (sd.status, sd.seconds, sd.ended) == (1, 2.25, True)
+    assert framed["stress"].lines == ["partial line without newline"]
+    assert framed["stress"].status == 137 and framed["stress"].seconds == 30.01
+    assert not framed["hang"].ended and framed["hang"].status is None
+
+
+def _console(lines: list[str]) -> console.ConsoleReport:
+    return console.parse_console(lines)
+
+
+def test_judge_test_outcomes() -> None:
+    framed = selftests.split_data(DATA.splitlines())
+    quiet = _console(["@@HARNESS-BEGIN soft-dirty", "@@HARNESS-END soft-dirty status=1"])
+    sd = selftests.TestSpec("soft-dirty", "soft-dirty")
+    r = selftests.judge_test(sd, framed["soft-dirty"], quiet, "done", None)
+    assert (r.outcome, r.reason, r.seconds) == ("fail", "not ok 2 b", 2.25)
+    assert [c["status"] for c in r.cases] == ["pass", "fail"]
+
+    stress = selftests.TestSpec("stress", "transhuge-stress", ("64",), 30.0, bounded=True)
+    assert selftests.judge_test(stress, framed["stress"], quiet, "done", None).outcome == "pass"
+    unbounded = selftests.TestSpec("stress", "transhuge-stress", ("64",), 30.0)
+    r = selftests.judge_test(unbounded, framed["stress"], quiet, "done", None)
+    assert (r.outcome, r.reason) == ("timeout", "killed at its deadline")
+    # SIGKILL well before the deadline is not a timeout (the OOM killer, say).
+    early = selftests.TestSpec("stress", "transhuge-stress", ("64",), 300.0)
+    r = selftests.judge_test(early, framed["stress"], quiet, "done", None)
+    assert (r.outcome, r.reason) == ("fail", "killed by SIGKILL")
+
+    hang = selftests.TestSpec("hang", "khugepaged")
+    r = selftests.judge_test(hang, framed["hang"], quiet, "timeout", "hang")
+    assert r.outcome == "timeout" and "host killed the guest" in r.reason
+    panicked = _console(["@@HARNESS-BEGIN hang", "Kernel panic - not syncing: Fatal exception"])
+    r = selftests.judge_test(hang, framed["hang"], panicked, "panic", "hang")
+    assert r.outcome == "crash"
+    assert r.reason == "kernel panic: Kernel panic - not syncing: Fatal exception"
+    r = selftests.judge_test(hang, None, quiet, "done", None)
+    assert r.outcome == "not-run"
+
+
+def test_a_kernel_warning_fails_a_passing_test() -> None:
+    framed = selftests.split_data(["@@SELFTEST-BEGIN t", "ok", "@@SELFTEST-END t status=0"])
+    report = _console([
+        "@@HARNESS-BEGIN t",
+        "------------[ cut here ]------------",
+        "WARNING: CPU: 1 PID: 99 at mm/rmap.c:1234 page_remove_rmap+0x1/0x2",
+        "@@HARNESS-END t status=0",
+    ])  # fmt: skip
+    r = selftests.judge_test(selftests.TestSpec("t", "gup_test"), framed["t"], report, "done", None)
+    assert r.outcome == "fail" and r.reason.startswith("kernel warning:")
+
+
+# --- comparison ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("baseline", "patched", "change"),
+    [
+        ("pass", "pass", "same"), ("pass", "fail", "regression"), ("pass", "timeout", "regression"),
+        ("pass", "crash", "regression"), ("pass", "not-run", "regression"),
+        ("pass", "skip", "changed"), ("skip", "fail", "changed"), ("fail", "fail", "same"),
+        ("fail", "pass", "fixed"), ("timeout", "pass", "fixed"), ("skip", "skip", "same"),
+    ],
+)  # fmt: skip
+def test_classify(baseline: str, patched: str, change: str) -> None:
+    assert selftests.classify(baseline, patched) == change
+
+
+def _result(name: str, outcome: str, reason: str = "") -> selftests.TestResult:
+    return selftests.TestResult(name, name, (), outcome, reason, 0, 1.0, {}, [], [])
+
+
+def test_compare_and_table() -> None:
+    base = {"a": _result("a", "pass"), "b": _result("b", "skip", "no hugetlb"),
+            "c": _result("c", "pass")}  # fmt: skip
+    patched = {"a": _result("a", "pass"), "b": _result("b", "skip", "no hugetlb"),
+               "c": _result("c", "fail", "not ok 3 split")}  # fmt: skip
+    pairs = selftests.compare(["a", "b", "c", "d"], base, patched)
+    assert [(p.name, p.baseline, p.patched, p.change) for p in pairs] == [
+        ("a", "pass", "pass", "same"), ("b", "skip", "skip", "same"),
+        ("c", "pass", "fail", "regression"), ("d", "not-run", "not-run", "same"),
+    ]  # fmt: skip
+    table = selftests.pair_table(pairs)
+    assert "c     PASS      FAIL      regression  <-- REGRESSION" in table
+    assert "patched: not ok 3 split" in table and "baseline: no hugetlb" in table
+
+
+# --- the run body, with a scripted machine ----------------------------------------------------
+
+
+class ScriptedMachine:
+    """Plays each test as scripted: ('ok', status, lines) | ('hang',) | ('panic',).
+
+    It runs only the jobs the initramfs was given, so a reboot after a hang or a panic is
+    visible: the next boot's job list starts after the test that died.
+    """
+
+    def __init__(self, script: dict[str, tuple[Any, ...]]) -> None:
+        self.script = script
+        self.boots: list[tuple[str, ...]] = []
+
+    def boot(self, request: machine.BootRequest, on_line: Any = None) -> machine.BootResult:
+        self.boots.append(request.jobs)
+        con = ["Linux version 6.1.192", "@@HARNESS-BOOTED 6.1.192 cpus=2"]
+        data: list[str] = []
+        outcome, where = "done", None
+        for job in request.jobs:
+            con.append(f"@@HARNESS-BEGIN {job}")
+            if job == selftests.SETUP_JOB:
+                con.append(f"@@HARNESS-END {job} status=0")
+                continue
+            kind, *rest = self.script[job]
+            data.append(f"{selftests.MARK_BEGIN} {job}")
+            if kind == "hang":
+                data.append("TAP version 13")
+                outcome, where = "timeout", job
+                break
+            if kind == "panic":
+                con += ["BUG: kernel NULL pointer dereference, address: 0000000000000008",
+                        "Kernel panic - not syncing: Fatal exception"]  # fmt: skip
+                outcome, where = "panic", job
+                break
+            status, lines = rest
+            data += [*lines, f"{selftests.MARK_END} {job} status={status} start=1.0 end=2.5"]
+            con.append(f"@@HARNESS-END {job} status={status}")
+        else:
+            con.append("@@HARNESS-DONE")
+        request.console_log.write_text("\n".join(con) + "\n")
+        assert request.data_log is not None
+        request.data_log.write_text("\n".join(data) + "\n")
+        parser = console.ConsoleParser()
+        for line in con:
+            parser.feed(line)
+            if on_line:
+                on_line(line)
+        return machine.BootResult(parser.report, outcome, where, 1.0, machine.qemu_argv(request))
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """No kernel build, no selftests build, no cpio: record which series each side used."""
+    monkeypatch.setenv("FOLIO_HARNESS_CACHE", str(tmp_path / "cache"))
+    built: list[str] = []
+    bzimage = tmp_path / "bzImage"
+    bzimage.write_bytes(b"not a kernel")
+
+    def prepare_kernel(cfg, run_dir, phases, state=None, force=False):  # type: ignore[no-untyped-def]
+        built.append(str(cfg.kernel.series))
+        return build.BuildResult("key", bzimage, bzimage, bzimage, True, "0" * 40, "c" * 64,
+                                 "gcc", tmp_path, {})  # fmt: skip
+
+    def selftests_build(src, series, programs, log_path):  # type: ignore[no-untyped-def]
+        return selftests.SelftestBuild("stkey", tmp_path, {p: bzimage for p in programs},
+                                       True, 0.0)  # fmt: skip
+
+    def cpio(dest, guest_tests, jobs, settings=None, interactive=False, extra_files=None):  # type: ignore[no-untyped-def]
+        assert settings is not None and not settings.park_khugepaged
+        assert extra_files and all(k.startswith("selftests/") for k in extra_files)
+        dest.write_bytes(b"cpio")
+        return dest
+
+    monkeypatch.setattr(run, "prepare_kernel", prepare_kernel)
+    monkeypatch.setattr(selftests, "build", selftests_build)
+    monkeypatch.setattr(initramfs, "build", cpio)
+    monkeypatch.setattr(source, "prepare", lambda s, r=None: None)
+    monkeypatch.setattr(patches, "read_series", lambda p: patches.Series(p, ()))
+    monkeypatch.setattr(machine, "resolve_accel", lambda *a: ("tcg", "test"))
+    return built
+
+
+TAP_PASS = ("ok", 0, ["TAP version 13", "1..1", "ok 1 a"])
+TAP_FAIL = ("ok", 1, ["TAP version 13", "1..1", "not ok 1 a"])
+SKIP = ("ok", 4, ["no userfaultfd"])
+
+
+def _execute(tmp_path: Path, body: str, vm: ScriptedMachine) -> tuple[int, dict[str, Any]]:
+    cfg = runconfig.load(write_config(tmp_path, body))
+    code = run.execute(cfg, tmp_path / "results", ["harness", "run"], machine_impl=vm,
+                       body=selftest_run.body)  # fmt: skip
+    return code, json.loads((tmp_path / "results" / "latest" / "results.json").read_text())
+
+
+PLAN = "selftests:\n  tests: [soft-dirty, khugepaged, {name: uffd, program: userfaultfd}]\n"
+COMPARE = "compare:\n  baseline: {series: none}\n  patched: {series: series}\n"
+
+
+def test_hang_is_a_timeout_and_the_run_goes_on(tmp_path: Path, fakes: list[str]) -> None:
+    vm = ScriptedMachine({"soft-dirty": TAP_PASS, "khugepaged": ("hang",), "uffd": SKIP})
+    code, results = _execute(tmp_path, PLAN, vm)
+    assert vm.boots == [
+        (selftests.SETUP_JOB, "soft-dirty", "khugepaged", "uffd"),
+        (selftests.SETUP_JOB, "uffd"),
+    ]
+    table = {r["name"]: r for r in results["selftests"]["table"]}
+    assert table["soft-dirty"]["outcome"] == "pass"
+    assert table["khugepaged"]["outcome"] == "timeout" and table["khugepaged"]["boot"] == 1
+    assert table["uffd"]["outcome"] == "skip" and table["uffd"]["reason"] == "no userfaultfd"
+    assert table["uffd"]["boot"] == 2
+    assert code == run.EXIT_FAIL and results["verdict"] == "fail"
+    out = tmp_path / "results" / "latest" / table["soft-dirty"]["output"]
+    assert out.read_text() == "TAP version 13\n1..1\nok 1 a\n"
+
+
+def test_compare_regression_fails_the_run(tmp_path: Path, fakes: list[str]) -> None:
+    class PerKernel(ScriptedMachine):
+        def boot(self, request: machine.BootRequest, on_line: Any = None) -> machine.BootResult:
+            patched = "patched" in str(request.console_log)
+            self.script = {"soft-dirty": TAP_PASS, "uffd": SKIP,
+                           "khugepaged": ("panic",) if patched else TAP_FAIL}  # fmt: skip
+            return super().boot(request, on_line)
+
+    vm = PerKernel({})
+    code, results = _execute(tmp_path, PLAN + COMPARE, vm)
+    assert fakes == ["None", str(tmp_path / "series")]
+    pairs = {p["name"]: p for p in results["selftests"]["table"]}
+    assert (pairs["soft-dirty"]["baseline"], pairs["soft-dirty"]["patched"]) == ("pass", "pass")
+    # fail -> crash is not a regression (it did not pass unpatched) ...
+    assert pairs["khugepaged"]["change"] == "changed"
+    assert pairs["uffd"]["baseline_reason"] == "no userfaultfd"
+    assert results["selftests"]["regressions"] == [] and code == run.EXIT_PASS
+    # ... pass -> crash is.
+    vm2 = PerKernel({})
+    vm2.boot = _flip(vm2)  # type: ignore[method-assign]
+    code, results = _execute(tmp_path, PLAN + COMPARE, vm2)
+    assert results["selftests"]["regressions"] == ["khugepaged"]
+    assert code == run.EXIT_FAIL and results["verdict"] == "fail"
+    kernels = results["selftests"]["kernels"]
+    assert list(kernels) == ["baseline", "patched"]
+    assert [b["outcome"] for b in kernels["patched"]["boots"]] == ["panic", "done"]
+
+
+def _flip(vm: ScriptedMachine):  # type: ignore[no-untyped-def]
+    def boot(request: machine.BootRequest, on_line: Any = None) -> machine.BootResult:
+        patched = "patched" in str(request.console_log)
+        vm.script = {"soft-dirty": TAP_PASS, "uffd": SKIP,
+                     "khugepaged": ("panic",) if patched else TAP_PASS}  # fmt: skip
+        return ScriptedMachine.boot(vm, request, on_line)
+
+    return boot
+
+
+def test_guest_dead_before_any_test(tmp_path: Path, fakes: list[str]) -> None:
+    class NoBoot(ScriptedMachine):
+        def boot(self, request: machine.BootRequest, on_line: Any = None) -> machine.BootResult:
+            self.boots.append(request.jobs)
+            request.console_log.write_text("")
+            return machine.BootResult(console.ConsoleReport(), "timeout", "boot", 1.0, [])
+
+    vm = NoBoot({})
+    code, results = _execute(tmp_path, PLAN, vm)
+    assert len(vm.boots) == 1
+    assert {r["outcome"] for r in results["selftests"]["table"]} == {"not-run"}
+    assert code == run.EXIT_FAIL
