@@ -69,7 +69,7 @@ class Case:
             "description": self.description,
             "status": self.status,
         }
-        if self.reason:
+        if self.reason and self.reason != self.description:
             data["reason"] = self.reason
         if self.subtests:
             data["subtests"] = [c.to_json() for c in self.subtests]

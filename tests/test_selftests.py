@@ -423,3 +423,55 @@ def test_guest_dead_before_any_test(tmp_path: Path, fakes: list[str]) -> None:
     assert len(vm.boots) == 1
     assert {r["outcome"] for r in results["selftests"]["table"]} == {"not-run"}
     assert code == run.EXIT_FAIL
+
+
+# --- build cache key -------------------------------------------------------------------------
+
+
+def _git(tree: Path, *args: str) -> None:
+    source.git(tree, *args)
+
+
+def test_build_is_keyed_by_what_the_binaries_are_made_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A series touching mm/ shares the baseline's binaries; one touching the selftests or
+    a uAPI header gets its own; a second call with the same inputs runs no make."""
+    monkeypatch.setenv("FOLIO_HARNESS_CACHE", str(tmp_path / "cache"))
+    tree = tmp_path / "tree"
+    for rel in ("tools/testing/selftests/vm/gup_test.c", "include/uapi/linux/mman.h",
+                "mm/memory.c"):  # fmt: skip
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(f"/* {rel} */\n")
+    _git(tree, "init", "-q")
+    _git(tree, "add", "-A")
+    _git(tree, "commit", "-q", "-m", "base")
+    makes: list[list[str]] = []
+
+    def fake_make(tree_: Path, out: Path, programs: list[str], log: Any, log_path: Path) -> None:
+        makes.append(programs)
+        (out / "bin").mkdir()
+        for p in programs:
+            (out / "bin" / p).write_text("elf")
+
+    monkeypatch.setattr(selftests, "_make", fake_make)
+    monkeypatch.setattr(patches, "apply", lambda src, series: "HEAD")
+    src = source.SourceTree("tar-test", "test", tree, "6.1.192")
+    series = patches.Series(None, ())
+    log = tmp_path / "build.log"
+
+    first = selftests.build(src, series, ["gup_test"], log)
+    assert not first.cached and first.programs["gup_test"].read_text() == "elf"
+    again = selftests.build(src, series, ["gup_test"], log)
+    assert again.cached and again.key == first.key and len(makes) == 1
+
+    def commit(rel: str) -> str:
+        (tree / rel).write_text("changed\n")
+        _git(tree, "commit", "-q", "-am", rel)
+        return selftests.build(src, series, ["gup_test"], log).key
+
+    assert commit("mm/memory.c") == first.key
+    assert commit("include/uapi/linux/mman.h") != first.key
+    assert commit("tools/testing/selftests/vm/gup_test.c") != first.key
+    assert selftests.build(src, series, ["gup_test", "ksm_tests"], log).key != first.key
+    assert "found in the cache: no make" in log.read_text()
