@@ -98,10 +98,11 @@ def _install_config(build_dir: Path, text: str) -> None:
     target.write_text(text)
 
 
-def _merged_config(request: BuildRequest, log_path: Path) -> kconfig.MergedConfig:
-    """The merged .config, from a memo when source, series, base and fragments are unchanged.
+def _kconfig_memo(request: BuildRequest) -> Path:
+    """Where the merged .config for these inputs is remembered.
 
-    Merging runs kconfig three times (5-10 s); its result is a pure function of these inputs.
+    Merging runs kconfig three times (5-10 s); its result is a pure function of the source,
+    the series, the base config and the fragments' contents.
     """
     spec = request.spec
     inputs = json.dumps(
@@ -113,18 +114,77 @@ def _merged_config(request: BuildRequest, log_path: Path) -> kconfig.MergedConfi
         },
         sort_keys=True,
     )
-    memo = cache.root() / "kconfig" / f"{cache.sha256_bytes(inputs.encode())[:20]}.config"
+    return cache.root() / "kconfig" / f"{cache.sha256_bytes(inputs.encode())[:20]}.config"
+
+
+def _merged_config(request: BuildRequest, log_path: Path) -> kconfig.MergedConfig:
+    """The merged .config, from the memo or by running kconfig (needs the source lock)."""
+    memo = _kconfig_memo(request)
     if memo.exists():
         text = memo.read_text()
         with log_path.open("a") as log:
             log.write(f"# merged config from {memo}\n")
         return kconfig.MergedConfig(text, kconfig.options_sha256(text))
     scratch = cache.root() / "builds" / f"{request.source.identity}-kconfig"
-    merged = kconfig.merge(
-        request.source.tree, scratch, spec.base_config, spec.fragments, log_path
-    )
+    spec = request.spec
+    merged = kconfig.merge(request.source.tree, scratch, spec.base_config, spec.fragments, log_path)
     cache.write_atomic(memo, merged.text)
     return merged
+
+
+@dataclass(frozen=True)
+class _Keyed:
+    """The artifact key of a merged config, and where its build lives."""
+
+    request: BuildRequest
+    merged: kconfig.MergedConfig
+    toolchain: str
+
+    @property
+    def inputs(self) -> dict[str, object]:
+        return {
+            "source": self.request.source.identity,
+            "series": self.request.series.identity,
+            "config": self.merged.sha256,
+            "toolchain": self.toolchain,
+            "make_args": list(self.request.make_args),
+        }
+
+    @property
+    def key(self) -> str:
+        return cache.sha256_bytes(json.dumps(self.inputs, sort_keys=True).encode())[:20]
+
+    @property
+    def store(self) -> Path:
+        return cache.root() / "kernels" / self.key
+
+    @property
+    def build_dir(self) -> Path:
+        return cache.root() / "builds" / f"{self.request.source.identity}-{self.merged.sha256[:16]}"
+
+    def cached(self) -> bool:
+        return (self.store / "bzImage").exists() and not self.request.force
+
+    def result(self, cached: bool, head: str, seconds: dict[str, float]) -> BuildResult:
+        return BuildResult(
+            key=self.key,
+            bzimage=self.store / "bzImage",
+            config=self.store / "config",
+            log=self.store / "build.log",
+            cached=cached,
+            head=head,
+            config_sha256=self.merged.sha256,
+            toolchain=self.toolchain,
+            build_dir=self.build_dir,
+            seconds=seconds,
+        )
+
+
+def _from_cache(keyed: _Keyed, log_path: Path, seconds: dict[str, float]) -> BuildResult:
+    meta = json.loads((keyed.store / "meta.json").read_text())
+    with log_path.open("a") as log:
+        log.write(f"# kernel {keyed.key} found in the cache: no make\n")
+    return keyed.result(True, str(meta.get("head", "")), seconds)
 
 
 def _say_waiting(message: str) -> None:
@@ -138,52 +198,31 @@ def build(
     seconds: dict[str, float] = {}
     source = request.source
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    toolchain = toolchain_version()
+
+    # A remembered config whose kernel is cached needs neither the tree nor its lock: a
+    # cached run never waits behind another run's build of the same source.
+    memo = _kconfig_memo(request)
+    if memo.exists():
+        text = memo.read_text()
+        keyed = _Keyed(request, kconfig.MergedConfig(text, kconfig.options_sha256(text)), toolchain)
+        if keyed.cached() and (keyed.store / "meta.json").exists():
+            return _from_cache(keyed, log_path, seconds)
+
     with cache.locked(f"source-{source.identity}", on_wait):
         t0 = time.monotonic()
         head = patches.apply(source, request.series)
         seconds["patch"] = time.monotonic() - t0
 
         t0 = time.monotonic()
-        merged = _merged_config(request, log_path)
+        keyed = _Keyed(request, _merged_config(request, log_path), toolchain)
         seconds["kconfig"] = time.monotonic() - t0
-
-        toolchain = toolchain_version()
-        key_text = json.dumps(
-            {
-                "source": source.identity,
-                "series": request.series.identity,
-                "config": merged.sha256,
-                "toolchain": toolchain,
-                "make_args": list(request.make_args),
-            },
-            sort_keys=True,
-        )
-        key = cache.sha256_bytes(key_text.encode())[:20]
-        store = cache.root() / "kernels" / key
-        build_dir = cache.root() / "builds" / f"{source.identity}-{merged.sha256[:16]}"
-
-        def result(cached: bool) -> BuildResult:
-            return BuildResult(
-                key=key,
-                bzimage=store / "bzImage",
-                config=store / "config",
-                log=store / "build.log",
-                cached=cached,
-                head=head,
-                config_sha256=merged.sha256,
-                toolchain=toolchain,
-                build_dir=build_dir,
-                seconds=seconds,
-            )
-
-        if (store / "bzImage").exists() and not request.force:
-            with log_path.open("a") as log:
-                log.write(f"# kernel {key} found in the cache: no make\n")
-            return result(cached=True)
+        if keyed.cached():
+            return keyed.result(True, head, seconds)
 
         t0 = time.monotonic()
-        _install_config(build_dir, merged.text)
-        argv = make_command(source.tree, build_dir, request.jobs, request.make_args)
+        _install_config(keyed.build_dir, keyed.merged.text)
+        argv = make_command(source.tree, keyed.build_dir, request.jobs, request.make_args)
         with log_path.open("a") as log:
             try:
                 proc.run(argv, env=make_env(), log=log, log_path=log_path)
@@ -194,12 +233,13 @@ def build(
                 ) from None
         seconds["make"] = time.monotonic() - t0
 
-        with cache.staging_dir(store) as staging:
-            shutil.copy2(build_dir / "arch/x86/boot/bzImage", staging / "bzImage")
-            shutil.copy2(build_dir / ".config", staging / "config")
+        with cache.staging_dir(keyed.store) as staging:
+            shutil.copy2(keyed.build_dir / "arch/x86/boot/bzImage", staging / "bzImage")
+            shutil.copy2(keyed.build_dir / ".config", staging / "config")
             shutil.copy2(log_path, staging / "build.log")
-            (staging / "meta.json").write_text(key_text + "\n")
-        return result(cached=False)
+            meta = {"inputs": keyed.inputs, "head": head}
+            (staging / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        return keyed.result(False, head, seconds)
 
 
 def _first_errors(output: str) -> str:

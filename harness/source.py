@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,12 +117,18 @@ def _resolve(source: Path | str, ref: str | None) -> tuple[str, str, str]:
     )
 
 
-def prepare(source: Path | str, ref: str | None = None) -> SourceTree:
+def prepare(
+    source: Path | str, ref: str | None = None, on_wait: Callable[[str], None] | None = None
+) -> SourceTree:
     """Import the source into the cache once; later calls only check that it is there."""
     identity, kind, description = _resolve(source, ref)
     home = cache.root() / "sources" / identity
     tree = home / "tree"
-    with cache.locked(f"source-{identity}"):
+    # An import is published by one rename, so a tree that exists is complete: checking
+    # needs no lock (builds hold it for minutes), only importing does.
+    if (tree / ".git").exists():
+        return SourceTree(identity, description, tree, _kernel_version(tree))
+    with cache.locked(f"source-{identity}", on_wait):
         ok = tree.exists() and git(tree, "rev-parse", "-q", "--verify", BASE_TAG, check=False)
         if not ok or ok.returncode != 0:
             with cache.staging_dir(tree) as staging:
