@@ -91,27 +91,29 @@ def _run_side(label: str, cfg: runconfig.RunConfig, plan: SelftestPlan, state: r
     }
     state.selftests["kernels"][label] = record  # type: ignore[index]
 
-    t = phases.start("selftests", f"{len(plan.programs)} programs from {selftests.SELFTEST_DIR}")
+    t = phases.start(
+        f"{label}/selftests", f"{len(plan.programs)} programs from {selftests.SELFTEST_DIR}"
+    )
     src = source.prepare(cfg.kernel.source, cfg.kernel.ref)
     series = patches.read_series(cfg.kernel.series)
     record["series_identity"] = series.identity
     built = selftests.build(src, series, plan.programs, side_dir / "build.log")
     record["selftests_build"] = built.to_json()
     how = "cached, no make" if built.cached else f"built in {built.seconds:.1f}s"
-    phases.finish("selftests", t, f"selftests {built.key}: {how}")
+    phases.finish(f"{label}/selftests", t, f"selftests {built.key}: {how}")
 
     results: dict[str, TestResult] = {}
     boots: list[dict[str, Any]] = []
     remaining = list(plan.tests)
     while remaining and len(boots) <= len(plan.tests):
         n = len(boots) + 1
-        t = phases.start("guest", f"initramfs with {len(remaining)} tests (boot {n})")
+        t = phases.start(f"{label}/guest-{n}", f"initramfs with {len(remaining)} tests")
         jobs = selftests.guest_jobs(plan, remaining)
         image = initramfs.build(
             side_dir / f"initramfs-{n}.cpio", run.GUEST_TESTS, jobs,
             settings=GUEST, extra_files=selftests.guest_files(built),
         )  # fmt: skip
-        phases.finish("guest", t, f"{image.stat().st_size >> 10} KiB")
+        phases.finish(f"{label}/guest-{n}", t, f"{image.stat().st_size >> 10} KiB")
         if not accel_memo:
             t = phases.start("accel", f"accel: {cfg.machine.accel}")
             accel_memo.append(
@@ -126,11 +128,13 @@ def _run_side(label: str, cfg: runconfig.RunConfig, plan: SelftestPlan, state: r
             boot_timeout=cfg.machine.boot_timeout, job_timeout=plan.host_deadline,
             jobs=tuple(j.name for j in jobs),
         )  # fmt: skip
-        t = phases.start("boot", f"{label}: QEMU ({request.accel}) -> {request.console_log}")
+        t = phases.start(f"{label}/boot-{n}", f"QEMU ({request.accel}) -> {request.console_log}")
         booted = vm.boot(request, on_line=_progress(phases.progress, remaining))
         console = booted.report
         died_in = booted.timed_out_in if booted.outcome != "done" else None
-        phases.finish("boot", t, booted.outcome + (f" in {died_in}" if died_in else ""))
+        phases.finish(
+            f"{label}/boot-{n}", t, booted.outcome + (f" in {died_in}" if died_in else "")
+        )
         framed = selftests.split_data(_read_lines(request.data_log))
         boot_record: dict[str, Any] = {
             "boot": n, "outcome": booted.outcome, "died_in": died_in, "uname": console.uname,
