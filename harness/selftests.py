@@ -26,7 +26,7 @@ from harness import cache, ktap, patches, proc, schema
 from harness.console import ConsoleReport
 from harness.errors import BuildError, HarnessError
 from harness.initramfs import Job
-from harness.source import SourceTree, git
+from harness.source import BASE_TAG, SourceTree, git
 
 # Programs of 6.1's tools/testing/selftests/vm/Makefile that build as plain C targets.
 PROGRAMS = (
@@ -168,12 +168,38 @@ def compiler_version() -> str:
     return proc.output_of(["gcc", "--version"]).splitlines()[0]
 
 
-def _input_ids(tree: Path) -> dict[str, str]:
+def _input_ids(tree: Path, rev: str = "HEAD") -> dict[str, str]:
     ids = {}
     for path in BUILD_INPUTS:
-        out = git(tree, "rev-parse", f"HEAD:{path}", check=False)
+        out = git(tree, "rev-parse", f"{rev}:{path}", check=False)
         ids[path] = out.stdout.strip() if out.returncode == 0 else "absent"
     return ids
+
+
+def _touches_inputs(series: patches.Series) -> bool:
+    """Whether any patch of the series changes a file the selftests are built from."""
+    for patch in series.patches:
+        for line in patch.path.read_text(errors="replace").splitlines():
+            if line.startswith("diff --git "):
+                for name in line.split()[2:4]:
+                    name = name.split("/", 1)[1] if "/" in name else name
+                    if any(name == i or name.startswith(i + "/") for i in BUILD_INPUTS):
+                        return True
+    return False
+
+
+def _key(source: SourceTree, ids: dict[str, str], wanted: list[str]) -> tuple[str, str]:
+    key_text = json.dumps(
+        {
+            "source": source.identity,
+            "inputs": ids,
+            "compiler": compiler_version(),
+            "flags": list(BUILD_FLAGS),
+            "programs": wanted,
+        },
+        sort_keys=True,
+    )
+    return cache.sha256_bytes(key_text.encode())[:20], key_text
 
 
 def build(
@@ -183,41 +209,42 @@ def build(
 
     The key is the git ids of what the binaries are built from (the selftests, the uAPI
     headers, tools/include) plus the compiler, so a series that touches neither shares the
-    baseline's binaries, and one that changes a uAPI header gets its own. Building reads
-    the shared source tree, so it holds the source lock; every output goes to the cache.
+    baseline's binaries, and one that changes a uAPI header gets its own. For such a
+    series the key follows from the pristine base, so a cached build needs neither the
+    tree nor its lock. Building reads the shared source tree, so it holds the source lock;
+    every output goes to the cache.
     """
     wanted = sorted(set(programs))
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with cache.locked(f"source-{source.identity}"):
-        head = patches.apply(source, series)
-        key_text = json.dumps(
-            {
-                "source": source.identity,
-                "inputs": _input_ids(source.tree),
-                "compiler": compiler_version(),
-                "flags": list(BUILD_FLAGS),
-                "programs": wanted,
-            },
-            sort_keys=True,
-        )
-        key = cache.sha256_bytes(key_text.encode())[:20]
+
+    def result(key: str, cached: bool) -> SelftestBuild:
         store = cache.root() / "selftests" / key
-
-        def result(cached: bool) -> SelftestBuild:
-            bins = {p: store / "bin" / p for p in wanted}
-            return SelftestBuild(key, store, bins, cached, time.monotonic() - started)
-
-        if all((store / "bin" / p).exists() for p in wanted):
+        bins = {p: store / "bin" / p for p in wanted}
+        if cached:
             with log_path.open("a") as log:
                 log.write(f"# selftests {key} found in the cache: no make\n")
-            return result(cached=True)
+        return SelftestBuild(key, store, bins, cached, time.monotonic() - started)
+
+    def cached(key: str) -> bool:
+        return all((cache.root() / "selftests" / key / "bin" / p).exists() for p in wanted)
+
+    if not _touches_inputs(series):
+        key, _ = _key(source, _input_ids(source.tree, BASE_TAG), wanted)
+        if cached(key):
+            return result(key, cached=True)
+    with cache.locked(f"source-{source.identity}"):
+        head = patches.apply(source, series)
+        key, key_text = _key(source, _input_ids(source.tree), wanted)
+        if cached(key):
+            return result(key, cached=True)
+        store = cache.root() / "selftests" / key
         with cache.staging_dir(store) as staging, log_path.open("a") as log:
             log.write(f"# selftests {key}: building {' '.join(wanted)} at {head}\n")
             _make(source.tree, staging, wanted, log, log_path)
             (staging / "meta.json").write_text(key_text + "\n")
             (staging / "build.log").write_text(log_path.read_text())
-        return result(cached=False)
+        return result(key, cached=False)
 
 
 def _make(tree: Path, out: Path, programs: list[str], log: object, log_path: Path) -> None:

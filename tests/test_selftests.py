@@ -435,8 +435,9 @@ def _git(tree: Path, *args: str) -> None:
 def test_build_is_keyed_by_what_the_binaries_are_made_of(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A series touching mm/ shares the baseline's binaries; one touching the selftests or
-    a uAPI header gets its own; a second call with the same inputs runs no make."""
+    """A series touching mm/ shares the baseline's binaries, found without the tree or its
+    lock; one touching the selftests or a uAPI header gets its own; a second call with the
+    same inputs runs no make."""
     monkeypatch.setenv("FOLIO_HARNESS_CACHE", str(tmp_path / "cache"))
     tree = tmp_path / "tree"
     for rel in ("tools/testing/selftests/vm/gup_test.c", "include/uapi/linux/mman.h",
@@ -446,7 +447,9 @@ def test_build_is_keyed_by_what_the_binaries_are_made_of(
     _git(tree, "init", "-q")
     _git(tree, "add", "-A")
     _git(tree, "commit", "-q", "-m", "base")
+    _git(tree, "tag", source.BASE_TAG)
     makes: list[list[str]] = []
+    applied: list[str] = []
 
     def fake_make(tree_: Path, out: Path, programs: list[str], log: Any, log_path: Path) -> None:
         makes.append(programs)
@@ -454,24 +457,41 @@ def test_build_is_keyed_by_what_the_binaries_are_made_of(
         for p in programs:
             (out / "bin" / p).write_text("elf")
 
+    def fake_apply(src: source.SourceTree, series: patches.Series) -> str:
+        """Check out the base, then 'apply' each patch: rewrite the file it names."""
+        _git(tree, "checkout", "-q", "-f", "-B", "series", source.BASE_TAG)
+        for patch in series.patches:
+            rel = patch.path.read_text().split()[2][2:]
+            (tree / rel).write_text(f"changed by {patch.path.name}\n")
+            _git(tree, "commit", "-q", "-am", patch.path.name)
+        applied.append(str(series.path))
+        return "HEAD"
+
     monkeypatch.setattr(selftests, "_make", fake_make)
-    monkeypatch.setattr(patches, "apply", lambda src, series: "HEAD")
+    monkeypatch.setattr(patches, "apply", fake_apply)
     src = source.SourceTree("tar-test", "test", tree, "6.1.192")
-    series = patches.Series(None, ())
     log = tmp_path / "build.log"
 
-    first = selftests.build(src, series, ["gup_test"], log)
+    def series_touching(rel: str) -> patches.Series:
+        patch = tmp_path / f"{rel.replace('/', '-')}.patch"
+        patch.write_text(f"diff --git a/{rel} b/{rel}\n--- a/{rel}\n+++ b/{rel}\n")
+        return patches.Series(patch, (patches.Patch(patch, "0" * 64),))
+
+    base = patches.Series(None, ())
+    first = selftests.build(src, base, ["gup_test"], log)
     assert not first.cached and first.programs["gup_test"].read_text() == "elf"
-    again = selftests.build(src, series, ["gup_test"], log)
+    assert applied == ["None"]
+    again = selftests.build(src, base, ["gup_test"], log)
     assert again.cached and again.key == first.key and len(makes) == 1
+    assert applied == ["None"]  # cached and untouched: neither the tree nor the lock
 
-    def commit(rel: str) -> str:
-        (tree / rel).write_text("changed\n")
-        _git(tree, "commit", "-q", "-am", rel)
-        return selftests.build(src, series, ["gup_test"], log).key
-
-    assert commit("mm/memory.c") == first.key
-    assert commit("include/uapi/linux/mman.h") != first.key
-    assert commit("tools/testing/selftests/vm/gup_test.c") != first.key
-    assert selftests.build(src, series, ["gup_test", "ksm_tests"], log).key != first.key
+    mm = selftests.build(src, series_touching("mm/memory.c"), ["gup_test"], log)
+    assert mm.key == first.key and mm.cached and len(applied) == 1
+    uapi = selftests.build(src, series_touching("include/uapi/linux/mman.h"), ["gup_test"], log)
+    assert uapi.key != first.key and not uapi.cached and len(applied) == 2
+    st = selftests.build(
+        src, series_touching("tools/testing/selftests/vm/gup_test.c"), ["gup_test"], log
+    )
+    assert st.key not in (first.key, uapi.key)
+    assert selftests.build(src, base, ["gup_test", "ksm_tests"], log).key != first.key
     assert "found in the cache: no make" in log.read_text()
