@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
+
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 PTRS_PER_PTE = 512
@@ -29,3 +33,22 @@ def pmd_end(va: int) -> int:
 
 def pages(nbytes: int) -> int:
     return nbytes >> PAGE_SHIFT
+
+
+class _Extent(Protocol):
+    @property
+    def end(self) -> int: ...
+
+
+E = TypeVar("E", bound=_Extent)
+
+
+def overlapping(starts: list[int], extents: Sequence[E], lo: int, hi: int) -> list[E]:
+    """The extents intersecting [lo, hi): `extents` sorted, disjoint, `starts` their starts."""
+    i = max(bisect_right(starts, lo) - 1, 0)
+    found: list[E] = []
+    while i < len(extents) and starts[i] < hi:
+        if extents[i].end > lo:
+            found.append(extents[i])
+        i += 1
+    return found

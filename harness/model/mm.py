@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
+from harness.model.layout import overlapping
 from harness.model.pagetable import Table
 from harness.model.vma import Vma
 
@@ -26,13 +27,7 @@ class Mm:
 
     def vmas_in(self, lo: int, hi: int) -> list[Vma]:
         """VMAs intersecting [lo, hi), in address order."""
-        i = max(bisect_right(self._starts, lo) - 1, 0)
-        found: list[Vma] = []
-        while i < len(self.vmas) and self.vmas[i].start < hi:
-            if self.vmas[i].end > lo:
-                found.append(self.vmas[i])
-            i += 1
-        return found
+        return overlapping(self._starts, self.vmas, lo, hi)
 
     def covered(self, lo: int, hi: int) -> int:
         """The end of the part of [lo, hi) that VMAs cover without a hole, from lo."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.model.folio import ZERO, Folio
-from harness.model.layout import PAGE_SHIFT
+from harness.model.layout import PAGE_SHIFT, overlapping
 
 if TYPE_CHECKING:
     from harness.model.mm import Mm
@@ -122,13 +122,7 @@ def next_run_start(table: Table, va: int) -> int | None:
 
 
 def runs_between(table: Table, lo: int, hi: int) -> list[PteRun]:
-    i = max(bisect_right(table.starts, lo) - 1, 0)
-    found: list[PteRun] = []
-    while i < len(table.runs) and table.runs[i].va < hi:
-        if table.runs[i].end > lo:
-            found.append(table.runs[i])
-        i += 1
-    return found
+    return overlapping(table.starts, table.runs, lo, hi)
 
 
 def _contiguous(left: PteRun, va: int, folio: Folio, pidx: int) -> bool:
