@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import needs_kernel_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "e2e"
@@ -23,11 +23,7 @@ HARNESS = [sys.executable, "-m", "harness.cli"]
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        shutil.which("qemu-system-x86_64") is None
-        or not Path("/usr/src/linux-source-6.1.tar.xz").exists(),
-        reason="needs qemu-system-x86 and linux-source-6.1 (scripts/setup.sh installs both)",
-    ),
+    needs_kernel_tools,
 ]
 
 

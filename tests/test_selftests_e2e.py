@@ -7,23 +7,19 @@ temporary directory.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_kernel_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = Path(__file__).parent / "data" / "e2e" / "selftests-hang.yaml"
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        shutil.which("qemu-system-x86_64") is None
-        or not Path("/usr/src/linux-source-6.1.tar.xz").exists(),
-        reason="needs qemu-system-x86 and linux-source-6.1 (scripts/setup.sh installs both)",
-    ),
+    needs_kernel_tools,
 ]
 
 
