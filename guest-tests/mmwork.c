@@ -993,6 +993,7 @@ static int pfnwin_get(struct pfnwin *w, uint64_t pfn, int backward,
 struct probe_ctx {
 	struct pfnwin count;
 	struct pfnwin flags;
+	int mc_fd;		/* folio_mapcount/kpagemc of the kernel series, or -1 */
 	int have_folio;		/* last folio found: */
 	uint64_t folio_head;
 	uint64_t folio_nr;
@@ -1065,10 +1066,41 @@ found:
 	return 0;
 }
 
+/*
+ * The kernel series' per-PFN record (CONFIG_FOLIO_MAPCOUNT_DEBUG): 64 bytes
+ * at pfn * 64; flags bit 0 says the folio fields are valid.  Gives the
+ * folio's total (T), entire (E) and per-(VMA, page table) (W, -1 until the
+ * series keeps it) mapcounts, which /proc cannot show.
+ */
+#define KPAGEMC "/sys/kernel/debug/folio_mapcount/kpagemc"
+#define KPAGEMC_SIZE 64
+
+static void fmt_mapcounts(struct probe_ctx *pc, uint64_t pfn, char *total,
+			  char *entire, char *pt, size_t size)
+{
+	unsigned char rec[KPAGEMC_SIZE];
+	uint32_t flags;
+	int32_t v[3];
+
+	if (pc->mc_fd < 0 ||
+	    pread(pc->mc_fd, rec, sizeof(rec), (off_t)(pfn * KPAGEMC_SIZE)) !=
+	    (ssize_t)sizeof(rec))
+		return;
+	memcpy(&flags, rec + 20, sizeof(flags));
+	if (!(flags & 1))
+		return;
+	memcpy(v, rec + 28, sizeof(v));
+	snprintf(total, size, "%" PRId32, v[0]);
+	snprintf(entire, size, "%" PRId32, v[1]);
+	if (v[2] >= 0)
+		snprintf(pt, size, "%" PRId32, v[2]);
+}
+
 static void emit_page(struct probe_ctx *pc, uint64_t va, uint64_t pme)
 {
 	char pfn_s[24] = "-", count_s[24] = "-", flags_s[24] = "-";
 	char head_s[24] = "-", order_s[16] = "-";
+	char total_s[16] = "-", entire_s[16] = "-", pt_s[16] = "-";
 	uint64_t pfn = pme & PM_PFN_MASK, count, flags, head;
 	int order;
 
@@ -1087,9 +1119,12 @@ static void emit_page(struct probe_ctx *pc, uint64_t va, uint64_t pme)
 						 "%d", order);
 			}
 		}
+		fmt_mapcounts(pc, pfn, total_s, entire_s, pt_s,
+			      sizeof(total_s));
 	}
-	wprintf("@PAGE %" PRIx64 " %s %" PRIx64 " %s %s %s %s\n",
-		va, pfn_s, pme, count_s, flags_s, head_s, order_s);
+	wprintf("@PAGE %" PRIx64 " %s %" PRIx64 " %s %s %s %s %s %s %s\n",
+		va, pfn_s, pme, count_s, flags_s, head_s, order_s, total_s,
+		entire_s, pt_s);
 }
 
 struct vma_info {
@@ -1194,6 +1229,7 @@ static int do_probe(const struct cmd *c)
 	/* Not readable (no CAP_SYS_ADMIN, no CONFIG_PROC_PAGE_MONITOR): '-' */
 	pc->count.fd = open("/proc/kpagecount", O_RDONLY | O_CLOEXEC);
 	pc->flags.fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	pc->mc_fd = open(KPAGEMC, O_RDONLY | O_CLOEXEC);
 
 	wprintf("@PROBE %s %s %d %" PRIx64 " %" PRIu64 "\n",
 		c->label, c->proc, (int)getpid(), c->addr, npages);
@@ -1217,6 +1253,8 @@ static int do_probe(const struct cmd *c)
 		close(pc->count.fd);
 	if (pc->flags.fd >= 0)
 		close(pc->flags.fd);
+	if (pc->mc_fd >= 0)
+		close(pc->mc_fd);
 	close(pmfd);
 out:
 	free(pm);

@@ -7,8 +7,9 @@ deferred split ran) are their own verdict: they never pass silently and never co
 model mismatch.
 
 Observability on an unpatched 6.1 kernel: P per page (kpagecount); T only for a folio that
-no process maps by PMD and whose pages the probe covers entirely (T = sum of P); E, W and V
-only with the probe interface of the kernel series, so they are reported as predictions.
+no process maps by PMD and whose pages the probe covers entirely (T = sum of P). With the
+kernel series' kpagemc, T and E of every folio (and W once the series keeps it) are read
+and checked; V stays a prediction.
 """
 
 from __future__ import annotations
@@ -202,16 +203,23 @@ def _compare_folio(
     observed_order = orders.pop() if len(orders) == 1 else None
     observed_p = [(index, page.page_mapcount) for index, _, page in present]
 
-    observed_t = None
+    # T, E and W straight from the kernel series' kpagemc when the guest has it; otherwise
+    # T only where /proc shows it: whole folio in range and no PMD mapping, T = sum of P.
+    observed_t = observed_e = observed_w = None
+    if folio.kind != "zero" and present:
+        first = present[0][2]
+        observed_t, observed_e = first.total_mapcount, first.entire_mapcount
+        observed_w = first.pt_mapcount
     whole = folio.pages_in_range == 1 << folio.order and len(present) == folio.pages_in_range
-    if whole and folio.E == 0 and folio.kind != "zero":
+    if observed_t is None and whole and folio.E == 0 and folio.kind != "zero":
         observed_t = sum(count or 0 for _, count in observed_p)
     expected = {
         "P": [list(r) for r in folio.P_runs], "T": folio.T, "E": folio.E, "W": folio.W,
         "V": folio.V, "order": folio.order, "kind": folio.kind,
     }  # fmt: skip
     observed = {
-        "P": _index_runs(observed_p), "T": observed_t, "E": None, "W": None, "V": None,
+        "P": _index_runs(observed_p), "T": observed_t, "E": observed_e, "W": observed_w,
+        "V": None,
         "order": observed_order, "head_pfn": heads,
     }  # fmt: skip
     fv = FolioVerdict(folio.proc, folio.va, folio.order, expected, observed, "pass")
@@ -246,8 +254,10 @@ def _compare_folio(
         fv.problems.append(
             f"P of pages {first}..{first + count - 1}: expected {want}, observed {got}"
         )
-    if observed_t is not None and observed_t != folio.T:
-        fv.problems.append(f"T: expected {folio.T}, observed {observed_t} (sum of P)")
+    for name, want, got in (("T", folio.T, observed_t), ("E", folio.E, observed_e),
+                            ("W", folio.W, observed_w)):  # fmt: skip
+        if got is not None and got != want:
+            fv.problems.append(f"{name}: expected {want}, observed {got}")
 
     if fv.problems:
         smaller = observed_order is not None and observed_order < folio.order

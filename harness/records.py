@@ -31,6 +31,10 @@ class Page:
     kpageflags: int | None
     head_pfn: int | None
     order: int | None
+    # From the kernel series' kpagemc, when the guest kernel has it:
+    total_mapcount: int | None = None  # T
+    entire_mapcount: int | None = None  # E
+    pt_mapcount: int | None = None  # W
 
     @property
     def present(self) -> bool:
@@ -48,6 +52,9 @@ class Page:
             "page_mapcount": self.page_mapcount,
             "head_pfn": self.head_pfn,
             "order": self.order,
+            "total_mapcount": self.total_mapcount,
+            "entire_mapcount": self.entire_mapcount,
+            "pt_mapcount": self.pt_mapcount,
             "flags": self.flags(),
             "pagemap_exclusive": bool(self.pagemap & PM_MMAP_EXCLUSIVE),
             "pagemap_file": bool(self.pagemap & PM_FILE),
@@ -173,6 +180,10 @@ class RecordParser:
                     kpageflags=_opt_int(t[5], 16),
                     head_pfn=_opt_int(t[6]),
                     order=_opt_int(t[7]),
+                    # Optional trailing fields (older records and unpatched kernels: absent/-).
+                    total_mapcount=_opt_int(t[8]) if len(t) > 8 else None,
+                    entire_mapcount=_opt_int(t[9]) if len(t) > 9 else None,
+                    pt_mapcount=_opt_int(t[10]) if len(t) > 10 else None,
                 )
             )
         elif tag == "@VMA" and self._probe is not None:

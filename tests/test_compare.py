@@ -115,3 +115,17 @@ def test_missing_records_and_splats_are_errors(scenario) -> None:  # type: ignor
     console.splats.append(Splat("warning", scenario.name, 10, "WARNING: CPU: 0 PID: 1 at mm/x.c:1"))
     verdict = judge(scenario, observed(), model.predict(scenario), console)
     assert verdict.verdict == "error" and "kernel warning" in (verdict.reason or "")
+
+
+def test_series_counts_are_checked_when_the_guest_reports_them(scenario) -> None:  # type: ignore[no-untyped-def]
+    recs = observed()
+    for page in recs.probes[0].pages:  # 'whole': PMD-mapped, T=1, E=1 in the model
+        page.total_mapcount, page.entire_mapcount = 1, 1
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "pass", verdict.diff
+    folio = verdict.to_json()["probes"][0]["folios"][0]
+    assert folio["observed"]["T"] == 1 and folio["observed"]["E"] == 1
+    for page in recs.probes[0].pages:
+        page.entire_mapcount = 0
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "fail" and "E: expected 1, observed 0" in verdict.diff

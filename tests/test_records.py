@@ -70,3 +70,20 @@ def test_error_steps_absent_pages_and_garbage() -> None:
     assert not page.present and page.page_mapcount is None and page.order is None
     assert sc.status == "err"
     assert parser.malformed == ["@PAGE not-in-a-probe", "@STEP x"]
+
+
+def test_series_mapcount_fields_are_optional() -> None:
+    lines = [
+        "@SCENARIO s",
+        "@PROBE p main 7 100000000000 2",
+        "@PAGE 100000000000 3072 8100000000000c00 2 40040d828 3072 9 513 1 -",
+        "@PAGE 100000001000 3073 8100000000000c01 2 400415828 3072 9",
+        "@ENDPROBE p",
+        "@ENDSCENARIO s ok",
+    ]
+    parser = parse_records(lines)
+    assert parser.malformed == []
+    with_series, without = parser.scenarios[0].probes[0].pages
+    assert (with_series.total_mapcount, with_series.entire_mapcount) == (513, 1)
+    assert with_series.pt_mapcount is None  # '-': W not kept by this kernel
+    assert without.total_mapcount is None and without.order == 9
