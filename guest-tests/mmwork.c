@@ -990,10 +990,15 @@ static int pfnwin_get(struct pfnwin *w, uint64_t pfn, int backward,
 	return 0;
 }
 
+#define AUDIT "/sys/kernel/debug/folio_mapcount/audit"
+#define AUDIT_MAX 4096		/* folios audited per probe, at most */
+
 struct probe_ctx {
 	struct pfnwin count;
 	struct pfnwin flags;
 	int mc_fd;		/* folio_mapcount/kpagemc of the kernel series, or -1 */
+	uint64_t audited[AUDIT_MAX];	/* head PFNs audited in this probe */
+	unsigned int nr_audited;
 	int have_folio;		/* last folio found: */
 	uint64_t folio_head;
 	uint64_t folio_nr;
@@ -1096,6 +1101,54 @@ static void fmt_mapcounts(struct probe_ctx *pc, uint64_t pfn, char *total,
 		snprintf(pt, size, "%" PRId32, v[2]);
 }
 
+/*
+ * The series' audit walks a folio's rmap and counts the (VMA, page table)
+ * tuples mapping it (W) and the VMAs (V): ground truth for the model.  One
+ * audit per folio per probe; the other processes are idle while a probe
+ * runs, so nothing maps or unmaps behind the walk.
+ */
+
+static void emit_audit(uint64_t head)
+{
+	char buf[256], *tuples, *vmas, *status;
+	ssize_t n;
+	int fd;
+
+	fd = open(AUDIT, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", head);
+	n = write(fd, buf, (size_t)n);
+	close(fd);
+	if (n < 0)
+		return;
+	fd = open(AUDIT, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	tuples = strstr(buf, "tuples=");
+	vmas = strstr(buf, "vmas=");
+	status = strstr(buf, "status=");
+	if (!tuples || !vmas || !status)
+		return;
+	wprintf("@AUDIT %" PRIu64 " %ld %ld %.*s\n", head,
+		strtol(tuples + 7, NULL, 10), strtol(vmas + 5, NULL, 10),
+		(int)strcspn(status + 7, " \n"), status + 7);
+}
+
+static void note_audit(struct probe_ctx *pc, uint64_t head)
+{
+	/* a folio's pages come together: comparing with the last is enough */
+	if (pc->nr_audited && pc->audited[pc->nr_audited - 1] == head)
+		return;
+	if (pc->nr_audited < AUDIT_MAX)
+		pc->audited[pc->nr_audited++] = head;
+}
+
 static void emit_page(struct probe_ctx *pc, uint64_t va, uint64_t pme)
 {
 	char pfn_s[24] = "-", count_s[24] = "-", flags_s[24] = "-";
@@ -1121,6 +1174,8 @@ static void emit_page(struct probe_ctx *pc, uint64_t va, uint64_t pme)
 		}
 		fmt_mapcounts(pc, pfn, total_s, entire_s, pt_s,
 			      sizeof(total_s));
+		if (total_s[0] != '-' && strcmp(head_s, "-"))
+			note_audit(pc, strtoull(head_s, NULL, 10));
 	}
 	wprintf("@PAGE %" PRIx64 " %s %" PRIx64 " %s %s %s %s %s %s %s\n",
 		va, pfn_s, pme, count_s, flags_s, head_s, order_s, total_s,
@@ -1244,6 +1299,12 @@ static int do_probe(const struct cmd *c)
 		}
 		for (i = 0; i < n; i++)
 			emit_page(pc, c->addr + (done + i) * PG, pm[i]);
+	}
+	if (pc->mc_fd >= 0) {
+		unsigned int k;
+
+		for (k = 0; k < pc->nr_audited; k++)
+			emit_audit(pc->audited[k]);
 	}
 	if (!err)
 		err = emit_vmas(c->addr, c->addr + c->len);

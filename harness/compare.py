@@ -150,7 +150,7 @@ def compare_probe(
             index = run.page if run.page == 0 and _is_small_zero(pred, run.folio) else run.page + i
             seen.setdefault(run.folio, []).append((index, va, by_va.get(va)))
     for folio in pred.folios:
-        fv = _compare_folio(folio, seen.get(folio.folio, []), identity, env_causes)
+        fv = _compare_folio(folio, seen.get(folio.folio, []), identity, env_causes, observed.audits)
         fv.observed["pmd_mapped"] = _pmd_mapped(observed, folio.va)
         verdict.folios.append(fv)
 
@@ -195,6 +195,7 @@ def _compare_folio(
     pages: list[tuple[int, int, Page | None]],
     identity: dict[int, int],
     env_causes: list[str],
+    audits: dict[int, tuple[int, int, str]],
 ) -> FolioVerdict:
     expected_p = {first + k: value for first, count, value in folio.P_runs for k in range(count)}
     present = [(index, va, page) for index, va, page in pages if page is not None and page.present]
@@ -210,6 +211,11 @@ def _compare_folio(
         first = present[0][2]
         observed_t, observed_e = first.total_mapcount, first.entire_mapcount
         observed_w = first.pt_mapcount
+    # The series' rmap audit is ground truth for W and V where it could walk the folio.
+    observed_v = None
+    audit = audits.get(heads[0]) if len(heads) == 1 and folio.kind != "zero" else None
+    if audit is not None and audit[2] != "skipped":
+        observed_w, observed_v = audit[0], audit[1]
     whole = folio.pages_in_range == 1 << folio.order and len(present) == folio.pages_in_range
     if observed_t is None and whole and folio.E == 0 and folio.kind != "zero":
         observed_t = sum(count or 0 for _, count in observed_p)
@@ -219,7 +225,7 @@ def _compare_folio(
     }  # fmt: skip
     observed = {
         "P": _index_runs(observed_p), "T": observed_t, "E": observed_e, "W": observed_w,
-        "V": None,
+        "V": observed_v,
         "order": observed_order, "head_pfn": heads,
     }  # fmt: skip
     fv = FolioVerdict(folio.proc, folio.va, folio.order, expected, observed, "pass")
@@ -255,7 +261,7 @@ def _compare_folio(
             f"P of pages {first}..{first + count - 1}: expected {want}, observed {got}"
         )
     for name, want, got in (("T", folio.T, observed_t), ("E", folio.E, observed_e),
-                            ("W", folio.W, observed_w)):  # fmt: skip
+                            ("W", folio.W, observed_w), ("V", folio.V, observed_v)):  # fmt: skip
         if got is not None and got != want:
             fv.problems.append(f"{name}: expected {want}, observed {got}")
 

@@ -96,6 +96,8 @@ class Probe:
     step: int | None = None
     pages: list[Page] = field(default_factory=list)
     vmas: list[VmaInfo] = field(default_factory=list)
+    # The series' rmap audit per head PFN: (tuples = W, vmas = V, status).
+    audits: dict[int, tuple[int, int, str]] = field(default_factory=dict)
     complete: bool = False
 
 
@@ -189,6 +191,8 @@ class RecordParser:
         elif tag == "@VMA" and self._probe is not None:
             start, end, *kbs = t[1:7]
             self._probe.vmas.append(VmaInfo(int(start, 16), int(end, 16), *map(int, kbs)))
+        elif tag == "@AUDIT" and self._probe is not None:
+            self._probe.audits[int(t[1])] = (int(t[2]), int(t[3]), t[4])
         elif tag == "@ENDPROBE" and self._probe is not None:
             self._probe.complete = True
             self._probe = None

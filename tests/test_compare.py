@@ -129,3 +129,19 @@ def test_series_counts_are_checked_when_the_guest_reports_them(scenario) -> None
         page.entire_mapcount = 0
     verdict = judge(scenario, recs, model.predict(scenario))
     assert verdict.verdict == "fail" and "E: expected 1, observed 0" in verdict.diff
+
+
+def test_audit_gives_w_and_v_and_a_wrong_model_w_fails(scenario) -> None:  # type: ignore[no-untyped-def]
+    recs = observed()
+    whole = recs.probes[0]
+    head = whole.pages[0].head_pfn
+    whole.audits[head] = (1, 1, "ok")  # the kernel's rmap walk: one tuple, one VMA
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "pass", verdict.diff
+    folio = verdict.to_json()["probes"][0]["folios"][0]
+    assert (folio["observed"]["W"], folio["observed"]["V"]) == (1, 1)
+    wrong = with_folio(model.predict(scenario), "whole", W=2)
+    verdict = judge(scenario, recs, wrong)
+    assert verdict.verdict == "fail" and "W: expected 2, observed 1" in verdict.diff
+    whole.audits[head] = (0, 0, "skipped")  # a folio the audit could not walk: no claim
+    assert judge(scenario, recs, wrong).verdict == "pass"

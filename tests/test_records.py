@@ -87,3 +87,16 @@ def test_series_mapcount_fields_are_optional() -> None:
     assert (with_series.total_mapcount, with_series.entire_mapcount) == (513, 1)
     assert with_series.pt_mapcount is None  # '-': W not kept by this kernel
     assert without.total_mapcount is None and without.order == 9
+
+
+def test_audit_records_attach_to_their_probe() -> None:
+    lines = [
+        "@SCENARIO s",
+        "@PROBE p main 7 100000000000 1",
+        "@PAGE 100000000000 3072 8100000000000c00 1 40040d828 3072 9 512 0 -",
+        "@AUDIT 3072 2 1 ok",
+        "@AUDIT 4096 0 0 skipped",
+        "@ENDPROBE p",
+    ]
+    (probe,) = parse_records(lines).scenarios[0].probes
+    assert probe.audits == {3072: (2, 1, "ok"), 4096: (0, 0, "skipped")}
