@@ -143,8 +143,8 @@ class ConsoleParser:
             report.booted = True
             report.uname = words[i + 1] if len(words) > i + 1 else None
             for w in words[i + 1 :]:
-                if w.startswith("cpus=") and w[5:].isdigit():
-                    report.cpus = int(w[5:])
+                if m := re.match(r"cpus=(\d+)", w):
+                    report.cpus = int(m.group(1))
         elif MARK_BEGIN in words and len(words) > words.index(MARK_BEGIN) + 1:
             job = words[words.index(MARK_BEGIN) + 1]
             report.current_job = job
@@ -154,7 +154,7 @@ class ConsoleParser:
             status = next((w[7:] for w in words[i + 2 :] if w.startswith("status=")), "")
             report.finished[words[i + 1]] = int(status) if status.isdigit() else -1
             report.current_job = None
-        elif words[0] == MARK_DONE:
+        elif MARK_DONE in words:
             report.done = True
 
 

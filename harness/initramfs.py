@@ -120,7 +120,11 @@ def init_script(jobs: Iterable[Job], settings: GuestSettings, interactive: bool)
             f"echo 4294967295 > {khp}/scan_sleep_millisecs",
             f"echo 4294967295 > {khp}/alloc_sleep_millisecs",
         ]
-    lines.append(f"echo {MARK_BOOTED} $(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo)")
+    # Markers go through /dev/kmsg: printk emits whole lines, so a kernel message can never
+    # land in the middle of one (a plain echo to the console can interleave).
+    lines.append(
+        f"echo {MARK_BOOTED} $(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) > /dev/kmsg"
+    )
     for job in jobs:
         name = shlex.quote(job.name)
         lines.append(f"echo {MARK_BEGIN} {name} > /dev/kmsg")
@@ -133,7 +137,7 @@ def init_script(jobs: Iterable[Job], settings: GuestSettings, interactive: bool)
     if interactive:
         lines.append("setsid cttyhack sh")
     # No ACPI in the guest kernel: a reset is how it stops QEMU (-no-reboot).
-    lines += [f"echo {MARK_DONE}", "sync", "reboot -f"]
+    lines += [f"echo {MARK_DONE} > /dev/kmsg", "sync", "reboot -f"]
     return "\n".join(lines) + "\n"
 
 

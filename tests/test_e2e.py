@@ -176,7 +176,7 @@ def test_ctrl_c_during_build_leaves_no_orphan_and_a_usable_cache(tmp_path: Path,
     # Ctrl-C lands in a real make on any machine, warm or cold.
     smoke = "configs/smoke.yaml"
     code, out = _interrupt_when(["build", "--force", "--config", smoke], "build: baseline",
-                                tmp_path, 8.0)  # fmt: skip
+                                tmp_path, 3.0)  # fmt: skip
     assert code == 130, out
     assert "interrupted" in out
     time.sleep(1)

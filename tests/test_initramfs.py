@@ -44,7 +44,7 @@ def test_init_script_runs_jobs_between_markers_and_resets() -> None:
     assert lines[begin_a + 1] == "/bin/mmwork /jobs/a.script"
     assert lines[begin_a + 2].startswith(f"echo {initramfs.MARK_END} a status=$?")
     assert "sh -c free" in lines
-    assert lines[-1] == "reboot -f" and lines[-3] == f"echo {initramfs.MARK_DONE}"
+    assert lines[-1] == "reboot -f" and lines[-3] == f"echo {initramfs.MARK_DONE} > /dev/kmsg"
 
 
 def test_build_contains_static_programs_and_jobs(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
