@@ -44,7 +44,6 @@ class FolioVerdict:
     observed: dict[str, Any]
     verdict: str  # pass | fail | environment
     problems: list[str] = field(default_factory=list)
-    step: str = ""  # where the probe that saw it is
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -229,7 +228,6 @@ def _compare_folio(
         "order": observed_order, "head_pfn": heads,
     }  # fmt: skip
     fv = FolioVerdict(folio.proc, folio.va, folio.order, expected, observed, "pass")
-    fv.step = folio.step_where
 
     missing = [va for _, va, page in pages if page is None or not page.present]
     if missing:

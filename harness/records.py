@@ -93,7 +93,6 @@ class Probe:
     pid: int
     addr: int
     npages: int
-    step: int | None = None
     pages: list[Page] = field(default_factory=list)
     vmas: list[VmaInfo] = field(default_factory=list)
     # The series' rmap audit per head PFN: (tuples = W, vmas = V, status).
@@ -134,7 +133,6 @@ class RecordParser:
         self.scenarios: list[ScenarioRecords] = []
         self.malformed: list[str] = []
         self._probe: Probe | None = None
-        self._last_step: int | None = None
 
     @property
     def _current(self) -> ScenarioRecords | None:
@@ -162,7 +160,6 @@ class RecordParser:
             return
         if tag == "@STEP":
             index = int(t[1])
-            self._last_step = index
             if t[3] == "ok":
                 sc.steps.append(StepResult(index, t[2], True))
             else:
