@@ -1074,8 +1074,8 @@ found:
 /*
  * The kernel series' per-PFN record (CONFIG_FOLIO_MAPCOUNT_DEBUG): 64 bytes
  * at pfn * 64; flags bit 0 says the folio fields are valid.  Gives the
- * folio's total (T), entire (E) and per-(VMA, page table) (W, -1 until the
- * series keeps it) mapcounts, which /proc cannot show.
+ * folio's total (T), entire (E) and per-(VMA, page table) (W, -1 where the
+ * kernel does not keep it) mapcounts, which /proc cannot show.
  */
 #define KPAGEMC "/sys/kernel/debug/folio_mapcount/kpagemc"
 #define KPAGEMC_SIZE 64

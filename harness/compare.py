@@ -8,8 +8,9 @@ model mismatch.
 
 Observability on an unpatched 6.1 kernel: P per page (kpagecount); T only for a folio that
 no process maps by PMD and whose pages the probe covers entirely (T = sum of P). With the
-kernel series' kpagemc, T and E of every folio (and W once the series keeps it) are read
-and checked; V stays a prediction.
+kernel series' kpagemc, T and E of every folio are read and checked, and W where the kernel
+keeps it (CONFIG_FOLIO_PT_MAPCOUNT); the series' rmap audit gives W and V from the page
+tables, and a folio whose kept W disagrees with its page tables fails the probe.
 """
 
 from __future__ import annotations
@@ -203,18 +204,21 @@ def _compare_folio(
     observed_order = orders.pop() if len(orders) == 1 else None
     observed_p = [(index, page.page_mapcount) for index, _, page in present]
 
-    # T, E and W straight from the kernel series' kpagemc when the guest has it; otherwise
-    # T only where /proc shows it: whole folio in range and no PMD mapping, T = sum of P.
+    # T, E and W straight from the kernel series' kpagemc when the guest has it (W where
+    # the kernel keeps it); otherwise T only where /proc shows it: whole folio in range and
+    # no PMD mapping, T = sum of P.
     observed_t = observed_e = observed_w = None
     if folio.kind != "zero" and present:
         first = present[0][2]
         observed_t, observed_e = first.total_mapcount, first.entire_mapcount
         observed_w = first.pt_mapcount
-    # The series' rmap audit is ground truth for W and V where it could walk the folio.
-    observed_v = None
+    # The series' rmap audit is ground truth for W and V where it could walk the folio:
+    # both the kernel's kept W and the audit's count of tuples must equal the model's W.
+    observed_v = audit_w = None
+    audit_status = None
     audit = audits.get(heads[0]) if len(heads) == 1 and folio.kind != "zero" else None
     if audit is not None and audit[2] != "skipped":
-        observed_w, observed_v = audit[0], audit[1]
+        audit_w, observed_v, audit_status = audit
     whole = folio.pages_in_range == 1 << folio.order and len(present) == folio.pages_in_range
     if observed_t is None and whole and folio.E == 0 and folio.kind != "zero":
         observed_t = sum(count or 0 for _, count in observed_p)
@@ -224,7 +228,7 @@ def _compare_folio(
     }  # fmt: skip
     observed = {
         "P": _index_runs(observed_p), "T": observed_t, "E": observed_e, "W": observed_w,
-        "V": observed_v,
+        "W_audit": audit_w, "V": observed_v, "audit": audit_status,
         "order": observed_order, "head_pfn": heads,
     }  # fmt: skip
     fv = FolioVerdict(folio.proc, folio.va, folio.order, expected, observed, "pass")
@@ -259,9 +263,15 @@ def _compare_folio(
             f"P of pages {first}..{first + count - 1}: expected {want}, observed {got}"
         )
     for name, want, got in (("T", folio.T, observed_t), ("E", folio.E, observed_e),
-                            ("W", folio.W, observed_w), ("V", folio.V, observed_v)):  # fmt: skip
+                            ("W", folio.W, observed_w), ("W (rmap audit)", folio.W, audit_w),
+                            ("V", folio.V, observed_v)):  # fmt: skip
         if got is not None and got != want:
             fv.problems.append(f"{name}: expected {want}, observed {got}")
+    if audit_status == "mismatch":
+        fv.problems.append(
+            f"rmap audit: mismatch, the kernel's pt_mapcount {observed_w} but {audit_w} tuples "
+            "in the page tables (folio dumped in console.log)"
+        )
 
     if fv.problems:
         smaller = observed_order is not None and observed_order < folio.order

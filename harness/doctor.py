@@ -70,8 +70,7 @@ def _kvm() -> Check:
     return Check(
         "kvm",
         True,
-        "/dev/kvm present; 'accel: auto' probes it once (nested KVM can hang), "
-        "falling back to TCG",
+        "/dev/kvm present; 'accel: auto' probes it once (nested KVM can hang), falling back to TCG",
     )
 
 

@@ -139,9 +139,31 @@ def test_audit_gives_w_and_v_and_a_wrong_model_w_fails(scenario) -> None:  # typ
     verdict = judge(scenario, recs, model.predict(scenario))
     assert verdict.verdict == "pass", verdict.diff
     folio = verdict.to_json()["probes"][0]["folios"][0]
-    assert (folio["observed"]["W"], folio["observed"]["V"]) == (1, 1)
+    assert (folio["observed"]["W_audit"], folio["observed"]["V"]) == (1, 1)
     wrong = with_folio(model.predict(scenario), "whole", W=2)
     verdict = judge(scenario, recs, wrong)
-    assert verdict.verdict == "fail" and "W: expected 2, observed 1" in verdict.diff
+    assert verdict.verdict == "fail"
+    assert "W (rmap audit): expected 2, observed 1" in verdict.diff
     whole.audits[head] = (0, 0, "skipped")  # a folio the audit could not walk: no claim
     assert judge(scenario, recs, wrong).verdict == "pass"
+
+
+def test_kept_w_is_checked_against_the_model_and_the_audit(scenario) -> None:  # type: ignore[no-untyped-def]
+    recs = observed()
+    whole = recs.probes[0]
+    head = whole.pages[0].head_pfn
+    for page in whole.pages:  # the kernel's own count, from kpagemc
+        page.pt_mapcount = 1
+    whole.audits[head] = (1, 1, "ok")
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "pass", verdict.diff
+    folio = verdict.to_json()["probes"][0]["folios"][0]
+    assert folio["observed"]["W"] == 1 and folio["observed"]["audit"] == "ok"
+    # The kernel lost count: its W disagrees with the model, and the audit says so.
+    for page in whole.pages:
+        page.pt_mapcount = 2
+    whole.audits[head] = (1, 1, "mismatch")
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "fail"
+    assert "W: expected 1, observed 2" in verdict.diff
+    assert "rmap audit: mismatch, the kernel's pt_mapcount 2 but 1 tuples" in verdict.diff
