@@ -1,6 +1,7 @@
 """A selftest run: for each kernel (one, or baseline and patched), build the kernel and the
 vm selftests from the same tree, boot, run every test under its deadline, judge each one;
-then tabulate the per-test outcome pairs and give the verdict.
+then tabulate the per-test outcome pairs and give the verdict. A plan whose tests are all
+guest programs (guest-tests/*.c, e.g. mmstress) builds no selftests at all.
 
 Called by run.execute as its body, so the run directory, metadata, interruption and error
 handling are the same as a scenario run's. Results go to results/<run-id>/<kernel>/:
@@ -40,7 +41,7 @@ def body(
     state.selftests = {
         "mode": "compare" if cfg.compare else "single",
         "tests": [{"name": t.name, "command": t.command(), "deadline": t.deadline,
-                   "bounded": t.bounded} for t in plan.tests],
+                   "bounded": t.bounded, "guest": t.guest} for t in plan.tests],
         "kernels": {},
     }  # fmt: skip
     accel: list[tuple[str, str]] = []
@@ -91,16 +92,7 @@ def _run_side(label: str, cfg: runconfig.RunConfig, plan: SelftestPlan, state: r
     }
     state.selftests["kernels"][label] = record  # type: ignore[index]
 
-    t = phases.start(
-        f"{label}/selftests", f"{len(plan.programs)} programs from {selftests.SELFTEST_DIR}"
-    )
-    src = source.prepare(cfg.kernel.source, cfg.kernel.ref)
-    series = patches.read_series(cfg.kernel.series)
-    record["series_identity"] = series.identity
-    built = selftests.build(src, series, plan.programs, side_dir / "build.log")
-    record["selftests_build"] = built.to_json()
-    how = "cached, no make" if built.cached else f"built in {built.seconds:.1f}s"
-    phases.finish(f"{label}/selftests", t, f"selftests {built.key}: {how}")
+    built = _build_selftests(label, cfg, plan, side_dir, phases, record)
 
     results: dict[str, TestResult] = {}
     boots: list[dict[str, Any]] = []
@@ -172,6 +164,27 @@ def _run_side(label: str, cfg: runconfig.RunConfig, plan: SelftestPlan, state: r
     record["boots"] = boots
     record["results"] = [results[t.name].to_json() for t in plan.tests]
     return Side(label, results, boots)
+
+
+def _build_selftests(label: str, cfg: runconfig.RunConfig, plan: SelftestPlan, side_dir: Path,
+                     phases: report.Phases,
+                     record: dict[str, Any]) -> selftests.SelftestBuild | None:  # fmt: skip
+    """The vm selftest binaries for this kernel's tree; None when the plan runs only guest
+    programs (they are in every initramfs), so nothing of the selftests is built."""
+    record["selftests_build"] = None
+    if not plan.programs:
+        return None
+    t = phases.start(
+        f"{label}/selftests", f"{len(plan.programs)} programs from {selftests.SELFTEST_DIR}"
+    )
+    src = source.prepare(cfg.kernel.source, cfg.kernel.ref)
+    series = patches.read_series(cfg.kernel.series)
+    record["series_identity"] = series.identity
+    built = selftests.build(src, series, plan.programs, side_dir / "build.log")
+    record["selftests_build"] = built.to_json()
+    how = "cached, no make" if built.cached else f"built in {built.seconds:.1f}s"
+    phases.finish(f"{label}/selftests", t, f"selftests {built.key}: {how}")
+    return built
 
 
 def _write_output(side_dir: Path, name: str, framed: selftests.Framed | None) -> str | None:

@@ -1,7 +1,9 @@
 """The kernel's own vm selftests (tools/testing/selftests/vm), built and judged per kernel.
 
 Layers, each usable alone:
-  plan      the `selftests:` section of a run config: which programs, arguments, deadlines
+  plan      the `selftests:` section of a run config: which programs, arguments, deadlines;
+            a program is a 6.1 vm selftest, or one of the harness's own guest programs
+            (guest-tests/<program>.c, in the guest's /bin, e.g. mmstress)
   build     static binaries from the same source tree (and series) as the kernel, against
             that tree's exported headers, cached like kernels
   guest     one initramfs job per test: the program runs under busybox `timeout` (the
@@ -46,6 +48,10 @@ BUILD_INPUTS = (
 )  # fmt: skip
 BUILD_FLAGS = ("-static",)
 GUEST_DIR = "/selftests"
+# The harness's own guest programs (guest-tests/*.c): every initramfs has them in /bin.
+GUEST_TESTS = Path(__file__).resolve().parent.parent / "guest-tests"
+GUEST_BIN = "/bin"
+GUEST_WORKDIR = "/tmp"  # where a guest program runs (tmpfs)
 DATA_TTY = "/dev/ttyS1"
 MARK_BEGIN = "@@SELFTEST-BEGIN"
 MARK_END = "@@SELFTEST-END"
@@ -64,14 +70,20 @@ class SelftestError(HarnessError):
 @dataclass(frozen=True)
 class TestSpec:
     name: str  # unique in the plan; the job and result name
-    program: str  # binary in tools/testing/selftests/vm
+    program: str  # binary in tools/testing/selftests/vm, or a guest program (guest=True)
     args: tuple[str, ...] = ()
     deadline: float = 300.0  # seconds, enforced in the guest
     bounded: bool = False  # runs until killed: its deadline is its duration, not a hang
     sysctl: tuple[tuple[str, str], ...] = ()  # (vm.overcommit_memory, 1): set, then restored
+    guest: bool = False  # guest-tests/<program>.c, run as /bin/<program>
+
+    @property
+    def workdir(self) -> str:
+        return GUEST_WORKDIR if self.guest else GUEST_DIR
 
     def command(self) -> str:
-        return shlex.join([f"./{self.program}", *self.args])
+        binary = f"{GUEST_BIN}/{self.program}" if self.guest else f"./{self.program}"
+        return shlex.join([binary, *self.args])
 
 
 @dataclass(frozen=True)
@@ -82,15 +94,31 @@ class SelftestPlan:
 
     @property
     def programs(self) -> tuple[str, ...]:
-        return tuple(sorted({t.program for t in self.tests}))
+        """The vm selftest programs to build; none means no selftests build at all."""
+        return tuple(sorted({t.program for t in self.tests if not t.guest}))
+
+    @property
+    def guest_programs(self) -> tuple[str, ...]:
+        """The harness's guest programs the plan runs (always in the initramfs)."""
+        return tuple(sorted({t.program for t in self.tests if t.guest}))
 
     @property
     def host_deadline(self) -> float:
         return max((t.deadline for t in self.tests), default=60.0) + HOST_GRACE
 
 
-def parse_plan(node: schema.Node) -> SelftestPlan:
-    """The `selftests:` section; errors name file, line and key."""
+def guest_programs(directory: Path | None = None) -> tuple[str, ...]:
+    """The guest programs a plan may name: guest-tests/<name>.c."""
+    return tuple(sorted(p.stem for p in (directory or GUEST_TESTS).glob("*.c")))
+
+
+def parse_plan(node: schema.Node, guest: Iterable[str] | None = None) -> SelftestPlan:
+    """The `selftests:` section; errors name file, line and key.
+
+    `guest` names the guest programs a test may run (default: guest-tests/*.c). A name
+    that is both a vm selftest and a guest program means the vm selftest.
+    """
+    known_guest = tuple(sorted(guest_programs() if guest is None else set(guest)))
     f = node.mapping(("deadline", "swap", "setup", "tests"))
     default_deadline = f["deadline"].as_float(minimum=1) if "deadline" in f else 300.0
     swap_mb = f["swap"].as_size(align=1 << 20) >> 20 if "swap" in f else 0
@@ -98,7 +126,7 @@ def parse_plan(node: schema.Node) -> SelftestPlan:
     tests: list[TestSpec] = []
     seen: dict[str, schema.Node] = {}
     for item in schema.require(f, "tests", node).items():
-        spec = _test_spec(item, default_deadline)
+        spec = _test_spec(item, default_deadline, known_guest)
         if spec.name in seen:
             raise item.error(f"test name '{spec.name}' is already used at {seen[spec.name].where}")
         seen[spec.name] = item
@@ -108,7 +136,9 @@ def parse_plan(node: schema.Node) -> SelftestPlan:
     return SelftestPlan(tuple(tests), swap_mb, setup)
 
 
-def _test_spec(item: schema.Node, default_deadline: float) -> TestSpec:
+def _test_spec(
+    item: schema.Node, default_deadline: float, known_guest: tuple[str, ...]
+) -> TestSpec:
     if not item.is_mapping():
         program = item.as_str()
         fields: dict[str, schema.Node] = {}
@@ -117,9 +147,12 @@ def _test_spec(item: schema.Node, default_deadline: float) -> TestSpec:
         fields = item.mapping(("name", "program", "args", "deadline", "bounded", "sysctl"))
         where = fields.get("program") or schema.require(fields, "name", item)
         program = where.as_str()
-    if program not in PROGRAMS:
+    guest = program not in PROGRAMS
+    if guest and program not in known_guest:
         raise where.error(
-            f"'{program}' is not a 6.1 vm selftest program; known: {', '.join(PROGRAMS)}"
+            f"'{program}' is neither a 6.1 vm selftest program nor a guest program "
+            f"(guest-tests/<program>.c); vm selftests: {', '.join(PROGRAMS)}; "
+            f"guest programs: {', '.join(known_guest) or '(none)'}"
         )
     name = fields["name"].as_str() if "name" in fields else program
     if not name or any(c.isspace() or c in "/'\"" for c in name):
@@ -130,7 +163,7 @@ def _test_spec(item: schema.Node, default_deadline: float) -> TestSpec:
     deadline = fields["deadline"].as_float(minimum=1) if "deadline" in fields else default_deadline
     bounded = fields["bounded"].as_bool() if "bounded" in fields else False
     sysctl = tuple(_pairs(fields["sysctl"])) if "sysctl" in fields else ()
-    return TestSpec(name, program, args, deadline, bounded, sysctl)
+    return TestSpec(name, program, args, deadline, bounded, sysctl, guest)
 
 
 def _pairs(node: schema.Node) -> list[tuple[str, str]]:
@@ -301,7 +334,7 @@ def test_command(spec: TestSpec) -> str:
     return "\n".join(
         [
             *save,
-            f"cd {GUEST_DIR}",
+            f"cd {spec.workdir}",
             f"echo {MARK_BEGIN} {name} > {DATA_TTY}",
             "read t0 rest < /proc/uptime",
             f"timeout -s KILL {deadline} {spec.command()} > {DATA_TTY} 2>&1 < /dev/null",
@@ -321,7 +354,10 @@ def guest_jobs(plan: SelftestPlan, tests: Iterable[TestSpec] | None = None) -> l
     return jobs
 
 
-def guest_files(built: SelftestBuild) -> dict[str, Path]:
+def guest_files(built: SelftestBuild | None) -> dict[str, Path]:
+    """The selftest binaries for the initramfs; none without a build (guest programs only)."""
+    if built is None:
+        return {}
     return {f"{GUEST_DIR.lstrip('/')}/{p}": path for p, path in built.programs.items()}
 
 

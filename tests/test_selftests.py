@@ -17,6 +17,7 @@ from harness import (
     patches,
     run,
     runconfig,
+    schema,
     selftest_run,
     selftests,
     source,
@@ -100,6 +101,92 @@ def test_plan_errors_name_file_and_key(tmp_path: Path, body: str, message: str) 
     with pytest.raises(ConfigError) as info:
         runconfig.load(write_config(tmp_path, body))
     assert message in str(info.value) and "run.yaml" in str(info.value)
+
+
+@pytest.fixture
+def guest_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """guest-tests/ with two programs, mmstress and mmwork, in place of the real one."""
+    d = tmp_path / "guest-tests"
+    d.mkdir()
+    for name in ("mmstress", "mmwork"):
+        (d / f"{name}.c").write_text("int main(void) { return 0; }\n")
+    monkeypatch.setattr(selftests, "GUEST_TESTS", d)
+    return d
+
+
+def test_plan_names_a_guest_program(tmp_path: Path, guest_dir: Path) -> None:
+    cfg = runconfig.load(write_config(tmp_path, """\
+selftests:
+  tests:
+    - mmstress
+    - {name: stress-short, program: mmstress, args: ["-t", "5"], deadline: 60}
+    - soft-dirty
+"""))  # fmt: skip
+    plan = cfg.selftests
+    assert plan is not None
+    assert [(t.name, t.program, t.guest) for t in plan.tests] == [
+        ("mmstress", "mmstress", True), ("stress-short", "mmstress", True),
+        ("soft-dirty", "soft-dirty", False),
+    ]  # fmt: skip
+    # Only the vm selftests are built; the guest programs are in every initramfs.
+    assert plan.programs == ("soft-dirty",) and plan.guest_programs == ("mmstress",)
+    assert plan.tests[1].command() == "/bin/mmstress -t 5"
+    assert plan.tests[2].command() == "./soft-dirty"
+
+
+def test_unknown_program_names_both_sets(tmp_path: Path, guest_dir: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        runconfig.load(write_config(tmp_path, "selftests:\n  tests:\n    - soft-dirty\n"
+                                              "    - {name: s, program: mmstres}\n"))  # fmt: skip
+    message = str(info.value)
+    assert "run.yaml:6 (key 'selftests.tests[1].program')" in message
+    assert "'mmstres' is neither a 6.1 vm selftest program nor a guest program" in message
+    assert "vm selftests: compaction_test, gup_test," in message
+    assert message.rstrip().endswith("guest programs: mmstress, mmwork")
+    for c in guest_dir.glob("*.c"):
+        c.unlink()
+    with pytest.raises(ConfigError, match=r"guest programs: \(none\)"):
+        runconfig.load(write_config(tmp_path, "selftests:\n  tests: [mmstress]\n"))
+
+
+def test_parse_plan_takes_the_guest_programs_it_is_given(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text("tests: [stress, gup_test]\n")
+    plan = selftests.parse_plan(schema.load(path), guest=["stress", "gup_test"])
+    # A name that is both is the vm selftest.
+    assert [(t.program, t.guest) for t in plan.tests] == [("stress", True), ("gup_test", False)]
+    with pytest.raises(ConfigError, match="guest programs: other"):
+        selftests.parse_plan(schema.load(path), guest=["other"])
+
+
+def test_guest_program_command_runs_from_bin_in_tmp() -> None:
+    spec = selftests.TestSpec("mmstress", "mmstress", ("-p", "4", "-t", "60"), 300.0,
+                              guest=True)  # fmt: skip
+    cmd = selftests.test_command(spec).splitlines()
+    assert "cd /tmp" in cmd and f"cd {selftests.GUEST_DIR}" not in cmd
+    assert "timeout -s KILL 300 /bin/mmstress -p 4 -t 60 > /dev/ttyS1 2>&1 < /dev/null" in cmd
+    assert cmd.index("cd /tmp") < cmd.index("echo @@SELFTEST-BEGIN mmstress > /dev/ttyS1")
+    assert selftests.guest_files(None) == {}
+
+
+def test_the_shipped_stress_config() -> None:
+    """configs/stress.yaml runs mmstress for 60 s on series-debug.yaml's kernel (one cache
+    entry for both)."""
+    for needed in ("kernel-patches/series", "configs/kconfig/series.config"):
+        if not (ROOT / needed).exists():
+            pytest.skip(f"{needed} (the patched kernel) is not in this checkout")
+    cfg = runconfig.load(ROOT / "configs" / "stress.yaml")
+    debug = runconfig.load(ROOT / "configs" / "series-debug.yaml")
+    assert cfg.kernel == debug.kernel and not cfg.compare
+    assert cfg.selftests is not None
+    (spec,) = cfg.selftests.tests
+    assert (spec.name, spec.program, spec.guest) == ("mmstress", "mmstress", True)
+    assert cfg.selftests.programs == ()  # no selftests build
+    args = dict(zip(spec.args[::2], spec.args[1::2], strict=True))
+    assert int(args["-t"]) >= 60 and int(args["-i"]) <= int(args["-t"])
+    # Room for the run, its audits under TCG, and the end.
+    assert spec.deadline >= 2 * int(args["-t"]) and not spec.bounded
+    assert (ROOT / "guest-tests" / "mmstress.c").exists()
 
 
 def test_sysctl_is_set_for_one_test_and_restored(tmp_path: Path) -> None:
@@ -309,7 +396,15 @@ class ScriptedMachine:
 
 
 @pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+def calls() -> dict[str, list[Any]]:
+    """What the fakes were asked for: selftests builds, source preparations, extra files."""
+    return {"selftests_build": [], "source_prepare": [], "extra_files": []}
+
+
+@pytest.fixture
+def fakes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, calls: dict[str, list[Any]]
+) -> list[str]:
     """No kernel build, no selftests build, no cpio: record which series each side used."""
     monkeypatch.setenv("FOLIO_HARNESS_CACHE", str(tmp_path / "cache"))
     built: list[str] = []
@@ -322,19 +417,21 @@ def fakes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
                                  "gcc", tmp_path, {})  # fmt: skip
 
     def selftests_build(src, series, programs, log_path):  # type: ignore[no-untyped-def]
+        calls["selftests_build"].append(list(programs))
         return selftests.SelftestBuild("stkey", tmp_path, {p: bzimage for p in programs},
                                        True, 0.0)  # fmt: skip
 
     def cpio(dest, guest_tests, jobs, settings=None, interactive=False, extra_files=None):  # type: ignore[no-untyped-def]
         assert settings is not None and not settings.park_khugepaged
-        assert extra_files and all(k.startswith("selftests/") for k in extra_files)
+        assert all(k.startswith("selftests/") for k in extra_files or {})
+        calls["extra_files"].append(dict(extra_files or {}))
         dest.write_bytes(b"cpio")
         return dest
 
     monkeypatch.setattr(run, "prepare_kernel", prepare_kernel)
     monkeypatch.setattr(selftests, "build", selftests_build)
     monkeypatch.setattr(initramfs, "build", cpio)
-    monkeypatch.setattr(source, "prepare", lambda s, r=None: None)
+    monkeypatch.setattr(source, "prepare", lambda s, r=None: calls["source_prepare"].append(s))
     monkeypatch.setattr(patches, "read_series", lambda p: patches.Series(p, ()))
     monkeypatch.setattr(machine, "resolve_accel", lambda *a: ("tcg", "test"))
     return built
@@ -423,6 +520,42 @@ def test_guest_dead_before_any_test(tmp_path: Path, fakes: list[str]) -> None:
     assert len(vm.boots) == 1
     assert {r["outcome"] for r in results["selftests"]["table"]} == {"not-run"}
     assert code == run.EXIT_FAIL
+
+
+MMSTRESS_PASS = ("ok", 0, [
+    "TAP version 13", "1..3", "ok 1 - audit 1 at 5.0s: checked=3 mismatches=0",
+    "ok 2 - workers finished without errors: ops=9 errors=0",
+    "ok 3 - audit after exit: checked=0 mismatches=0",
+])  # fmt: skip
+
+
+def test_a_plan_of_guest_programs_builds_no_selftests(
+    tmp_path: Path, fakes: list[str], calls: dict[str, list[Any]], guest_dir: Path
+) -> None:
+    vm = ScriptedMachine({"mmstress": MMSTRESS_PASS})
+    plan = "selftests:\n  tests:\n    - {program: mmstress, args: [-t, '60'], deadline: 300}\n"
+    code, results = _execute(tmp_path, plan, vm)
+    assert calls["selftests_build"] == [] and calls["source_prepare"] == []
+    assert calls["extra_files"] == [{}]
+    assert vm.boots == [(selftests.SETUP_JOB, "mmstress")]
+    st = results["selftests"]
+    assert st["mode"] == "single" and list(st["kernels"]) == ["kernel"]
+    assert st["kernels"]["kernel"]["selftests_build"] is None
+    assert st["tests"] == [{"name": "mmstress", "command": "/bin/mmstress -t 60",
+                            "deadline": 300.0, "bounded": False, "guest": True}]  # fmt: skip
+    (row,) = st["table"]
+    assert (row["outcome"], row["counts"]) == ("pass", {"pass": 3})
+    assert code == run.EXIT_PASS and results["verdict"] == "pass"
+
+
+def test_a_mixed_plan_builds_only_the_vm_selftests(
+    tmp_path: Path, fakes: list[str], calls: dict[str, list[Any]], guest_dir: Path
+) -> None:
+    vm = ScriptedMachine({"mmstress": MMSTRESS_PASS, "soft-dirty": TAP_PASS})
+    code, _ = _execute(tmp_path, "selftests:\n  tests: [mmstress, soft-dirty]\n", vm)
+    assert calls["selftests_build"] == [["soft-dirty"]]
+    assert [sorted(files) for files in calls["extra_files"]] == [["selftests/soft-dirty"]]
+    assert code == run.EXIT_PASS
 
 
 # --- build cache key -------------------------------------------------------------------------
