@@ -121,6 +121,7 @@
 #define STOP_TIMEOUT		60.0		/* s for the workers to exit */
 
 #define AUDIT_PATH		"/sys/kernel/debug/folio_mapcount/audit"
+#define RMAP_STATS_PATH		"/sys/kernel/debug/folio_mapcount/rmap_stats"
 #define THP_ENABLED		"/sys/kernel/mm/transparent_hugepage/enabled"
 #define THP_SHMEM		"/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 
@@ -1506,6 +1507,22 @@ static void workers_test(struct run *run)
 	    counts);
 }
 
+/*
+ * The series' rmap call counters (folio_mapcount/rmap_stats), as comments:
+ * pages per call show how much the batched zap, fork and unmap paths batch.
+ */
+static void show_rmap_stats(void)
+{
+	char line[256];
+	FILE *f = fopen(RMAP_STATS_PATH, "re");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		out("# rmap_stats: %s", line);
+	fclose(f);
+}
+
 int main(int argc, char **argv)
 {
 	long procs = 4, seconds = 60, interval = 5, live_every = 1, rounds, k;
@@ -1624,5 +1641,6 @@ int main(int argc, char **argv)
 	fmt_counts(counts, sizeof(counts));
 	out("# %s audits=%d mismatches=%ld live_mismatches=%ld seconds=%.1f paused=%.1f\n", counts,
 	    run.audits, run.mismatches, run.live_mismatches, now() - run.t0, run.paused);
+	show_rmap_stats();
 	return run.failed ? 1 : 0;
 }
