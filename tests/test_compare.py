@@ -58,7 +58,7 @@ def test_wrong_page_mapcount_is_a_fail_with_a_readable_diff(scenario) -> None:  
     assert verdict.verdict == "fail"
     assert "probe 'first-half' of main" in verdict.diff
     assert "P of pages 128..255: expected 2, observed 1" in verdict.diff
-    assert "configs/thp.yaml:" in verdict.diff  # names the probe step's line
+    assert "configs/workloads/skeleton.yaml:" in verdict.diff  # names the probe step's line
     # ...and the steps that shaped the folio, the partial munmap among them.
     assert "state produced by:" in verdict.diff
     assert "step 5 munmap at" in verdict.diff and "step 4 probe" not in verdict.diff

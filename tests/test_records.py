@@ -1,7 +1,7 @@
 """Data-channel records (guest-tests/WORKLOAD.md) parsed from a real mmwork run.
 
 tests/data/records/anon-thp-munmap-half.log was produced by mmwork on a Linux host for the
-anon-thp-munmap-half scenario of configs/thp.yaml.
+anon-thp-munmap-half scenario (configs/workloads/skeleton.yaml, run by configs/thp.yaml).
 """
 
 from pathlib import Path
