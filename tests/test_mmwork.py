@@ -607,9 +607,8 @@ def test_mount_tmpfs_huge(mmwork: Path, tmp_path: Path, pfns: None) -> None:
         subprocess.run(["umount", str(mnt)], capture_output=True)
     assert_ran_ok(run)
     assert run.records("@SETUP") == [f"@SETUP {mnt} ok"]
-    assert len(mounted) == 1
-    fs, options = mounted[0].split(" ")[2], mounted[0].split(" ")[3]
-    assert fs == "tmpfs" and "size=16384k" in options and "huge=always" in options
+    # The scenario's mount is gone when it ends: the next scenario of a boot starts clean.
+    assert mounted == []
     pages = run.probes["h"].pages
     assert all(p.present and p.pagemap & PM_FILE for p in pages)
     if pages[0].order != 9:
