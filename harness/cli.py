@@ -1,4 +1,4 @@
-"""Command line: harness run | build | boot | doctor | model."""
+"""Command line: harness run | build | boot | doctor | model | fuzz."""
 
 from __future__ import annotations
 
@@ -84,6 +84,21 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from harness.campaign import fuzz
+
+    cfg = runconfig.load(Path(args.config))
+    options = fuzz.FuzzOptions(
+        seed=args.seed, count=args.count, batch=args.batch, shrink=not args.no_shrink,
+        seconds=fuzz.parse_duration(args.time) if args.time else None,
+        job_timeout=args.job_timeout, first=args.first,
+    )  # fmt: skip
+    if options.count is None and options.seconds is None:
+        options.count = 1000
+    return run.execute(cfg, _results_root(args), ["harness", *sys.argv[1:]],
+                       body=fuzz.fuzz_body(options))  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description=__doc__)
     p.add_argument("--results", default="results", help="results directory (default: ./results)")
@@ -110,6 +125,22 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--workload", required=True)
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_model)
+    fz = sub.add_parser("fuzz", help="generated workloads against the model, shrunk findings")
+    fz.add_argument("--config", required=True, help="run config: its kernel and machine")
+    fz.add_argument("--seed", type=int, default=1, help="same seed, same workloads (default 1)")
+    how = fz.add_mutually_exclusive_group()
+    how.add_argument("--count", type=int, help="workloads to run (default 1000)")
+    how.add_argument("--time", help="run for this long: 90s, 10m, 1h")
+    fz.add_argument("--batch", type=int, default=200, help="workloads per boot (default 200)")
+    fz.add_argument("--first", type=int, default=0, help="index of the first workload")
+    fz.add_argument(
+        "--job-timeout",
+        type=float,
+        default=60.0,
+        help="seconds one workload may take before it counts as a hang",
+    )
+    fz.add_argument("--no-shrink", action="store_true", help="save findings unshrunk")
+    fz.set_defaults(func=cmd_fuzz)
     return p
 
 

@@ -1,0 +1,270 @@
+"""harness fuzz offline: the generator, the YAML writer, shrinking, signatures, coverage."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness import compare, model, workload
+from harness.campaign import fuzz, generate, shrink
+from harness.errors import HarnessError
+from harness.formats import workload_yaml
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+SAMPLE = 300  # generated workloads the offline checks walk through
+
+
+@pytest.fixture(scope="module")
+def sample() -> list[tuple[workload_yaml.Doc, workload.Scenario]]:
+    return [generate.generate(7, i) for i in range(SAMPLE)]
+
+
+# --- the writer ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["thp-basic.yaml", "skeleton.yaml"])
+def test_writer_round_trips_the_bundled_workloads(tmp_path: Path, name: str) -> None:
+    scenarios = workload.load_workload(CONFIGS / "workloads" / name)
+    path = tmp_path / name
+    path.write_text(workload_yaml.dump(scenarios))
+    again = workload.load_workload(path)
+    assert [s.name for s in again] == [s.name for s in scenarios]
+    for a, b in zip(scenarios, again, strict=True):
+        assert workload.guest_script(a) == workload.guest_script(b), a.name
+        assert a.description.strip() == b.description.strip()
+
+
+def test_writer_round_trips_generated_workloads(tmp_path: Path, sample: list) -> None:
+    scenarios = [sc for _, sc in sample]
+    path = tmp_path / "generated.yaml"
+    path.write_text(workload_yaml.dump(scenarios))
+    again = workload.load_workload(path)
+    for a, b in zip(scenarios, again, strict=True):
+        assert workload.guest_script(a) == workload.guest_script(b), a.name
+
+
+def test_writer_follows_maps_across_mremap_and_fork(tmp_path: Path) -> None:
+    text = """scenarios:
+  - name: moves
+    steps:
+      - mmap: {map: a, length: 4M, at: 2M}
+      - fork: {child: c}
+      - mremap: {map: a, offset: 1M, length: 1M, to: 20M, as: b}
+      - mremap: {proc: c, map: a, to: 40M}
+      - touch: {proc: c, map: a, offset: 8K, length: 4K}
+      - touch: {map: b, offset: 4K, length: 4K}
+      - probe: {label: p, proc: c, map: a, offset: 2M}
+"""
+    path = tmp_path / "w.yaml"
+    path.write_text(text)
+    (scenario,) = workload.load_workload(path)
+    steps = workload_yaml.scenario_doc(scenario)["steps"]
+    assert steps[4] == {"touch": {"proc": "c", "map": "a", "offset": "8K", "length": "4K"}}
+    assert steps[5] == {"touch": {"map": "b", "offset": "4K", "length": "4K"}}
+    assert steps[6]["probe"]["offset"] == "2M" and steps[6]["probe"]["length"] == "2M"
+
+
+# --- the generator -------------------------------------------------------------------------
+
+
+def test_same_seed_same_workloads_other_seed_others() -> None:
+    first = [generate.generate_doc(3, i) for i in range(20)]
+    again = [generate.generate_doc(3, i) for i in range(20)]
+    other = [generate.generate_doc(4, i) for i in range(20)]
+    assert first == again
+    assert sum(a["steps"] != b["steps"] for a, b in zip(first, other, strict=True)) >= 18
+    # Workload i does not depend on which workloads came before it.
+    assert generate.generate_doc(3, 15) == first[15]
+
+
+def test_generated_workloads_cover_every_op_and_knob(sample: list) -> None:
+    ops = Counter(step.op for _, sc in sample for step in sc.steps)
+    assert set(ops) == set(workload.OPS), set(workload.OPS) - set(ops)
+    advice = {s.advice for _, sc in sample for s in sc.steps if isinstance(s, workload.Madvise)}
+    assert advice == set(workload.ADVICE)
+    prots = {s.prot for _, sc in sample for s in sc.steps if isinstance(s, workload.Mprotect)}
+    assert prots == set(workload.PROTS)
+    setups = [sc.setup for _, sc in sample]
+    assert {s.thp_enabled for s in setups} == set(workload.THP_ENABLED)
+    assert {s.thp_defrag for s in setups} == set(workload.THP_DEFRAG)
+    assert {s.shmem_enabled for s in setups} == set(workload.SHMEM_ENABLED)
+    assert {m.huge for s in setups for m in s.mounts} == set(workload.MOUNT_HUGE)
+    populate = {s.populate for _, sc in sample for s in sc.steps if s.op == "file"}
+    assert populate == set(workload.POPULATE)
+    kinds = {s.kind for _, sc in sample for s in sc.steps if s.op == "file"}
+    assert kinds == set(workload.FILE_KINDS)
+
+
+def test_generator_is_biased_toward_mapcount_geometry(sample: list) -> None:
+    mmaps = [s for _, sc in sample for s in sc.steps if isinstance(s, workload.Mmap)]
+    offsets = Counter((s.addr - workload.ARENA) % generate.PMD for s in mmaps)
+    assert offsets[0] > len(mmaps) * 0.3  # 2 MiB-aligned
+    assert offsets[generate.PAGE] > len(mmaps) * 0.1  # misaligned by one page
+    ranged = [
+        s for _, sc in sample for s in sc.steps
+        if isinstance(s, workload.Touch | workload.Munmap | workload.Madvise)
+    ]  # fmt: skip
+    straddle = [
+        s for s in ranged
+        if s.addr // generate.PMD != (s.addr + s.length - 1) // generate.PMD
+        and (s.addr % generate.PMD or (s.addr + s.length) % generate.PMD)
+    ]  # fmt: skip
+    assert len(straddle) > len(ranged) * 0.1
+    # Shared folios: fork chains, independent processes on one file, private file COW.
+    forks = sum(any(isinstance(s, workload.Fork) for s in sc.steps) for _, sc in sample)
+    spawned_file = sum(
+        any(isinstance(s, workload.Mmap) and s.proc.startswith("s") and s.file for s in sc.steps)
+        for _, sc in sample
+    )
+    cow = sum(
+        any(isinstance(s, workload.Mmap) and s.file and not s.shared for s in sc.steps)
+        for _, sc in sample
+    )
+    assert forks > SAMPLE * 0.2 and spawned_file > SAMPLE * 0.03 and cow > SAMPLE * 0.1
+
+
+def test_generated_workloads_stay_small_and_end_with_probes(sample: list) -> None:
+    for _, sc in sample:
+        assert 2 <= len(sc.steps) <= 40, sc.name
+        assert isinstance(sc.steps[-1], workload.Probe), sc.name
+        for step in sc.steps:
+            if isinstance(step, workload.Mmap):
+                assert step.length <= 4 * generate.MIB + generate.PMD
+                assert step.addr + step.length <= workload.ARENA + 64 * generate.MIB
+
+
+def test_the_model_follows_every_generated_workload(sample: list) -> None:
+    for _, sc in sample:
+        model.predict(sc)  # a ModelError here is a model bug the fuzzer would report
+
+
+def test_an_invalid_workload_is_a_generator_error() -> None:
+    doc = generate.generate_doc(1, 0)
+    doc["steps"].append({"touch": {"map": "nowhere"}})
+    with pytest.raises(generate.GeneratorError, match=r"steps\[\d+\]\.touch\.map.*unknown map"):
+        generate.validate(doc)
+
+
+def test_coverage_counts_op_kind_and_alignment(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text("""scenarios:
+  - name: c
+    steps:
+      - file: {file: f, kind: memfd, size: 4M}
+      - mmap: {map: a, length: 2M, at: 0}
+      - mmap: {map: s, length: 2M, at: 4100K, file: f, shared: true}
+      - mmap: {map: p, length: 2M, at: 8M, file: f}
+      - fork: {child: c}
+      - touch: {proc: c, map: s, offset: 4K, length: 4K}
+      - mremap: {map: a, offset: 1M, length: 4K, to: 20M, as: b}
+      - touch: {map: b}
+""")
+    (scenario,) = workload.load_workload(path)
+    cov = generate.coverage(scenario)
+    assert cov[("mmap", "anon", "aligned")] == 1
+    assert cov[("mmap", "shmem", "misaligned")] == 1
+    assert cov[("mmap", "private-file", "aligned")] == 1
+    assert cov[("touch", "shmem", "misaligned")] == 1
+    assert cov[("touch", "anon", "aligned")] == 1  # b lives at 20M
+    assert cov[("file", "-", "-")] == 1 and cov[("fork", "-", "-")] == 1
+    table = fuzz.coverage_table(cov)
+    assert table.splitlines()[0].split()[:3] == ["op", "anon/ali", "anon/mis"]
+
+
+# --- shrinking -----------------------------------------------------------------------------
+
+
+def _fails(doc: workload_yaml.Doc) -> bool:
+    """A stand-in failure: a write to a map that a fork shares, then a probe of it."""
+    ops = [next(iter(s)) for s in doc["steps"]]
+    return "fork" in ops and any(
+        next(iter(s)) == "touch" and s["touch"].get("write") for s in doc["steps"]
+    )
+
+
+def test_shrink_removes_steps_processes_and_sizes() -> None:
+    doc = next(d for d in (generate.generate_doc(11, i) for i in range(200)) if _fails(d)
+               and len(d["steps"]) >= 10)  # fmt: skip
+    calls = []
+
+    def test(docs: list[workload_yaml.Doc]) -> list[tuple[bool, str]]:
+        calls.append(len(docs))
+        for d in docs:
+            generate.validate(d)  # every candidate handed over is a valid workload
+        return [(_fails(d), "diff") for d in docs]
+
+    result = shrink.shrink_with(doc, test)
+    steps = [next(iter(s)) for s in result.doc["steps"]]
+    assert sorted(steps) == ["fork", "mmap", "touch"], steps
+    (touch,) = [s["touch"] for s in result.doc["steps"] if "touch" in s]
+    assert touch["length"] == "4K" and "offset" not in touch
+    assert max(calls) <= shrink.MAX_CANDIDATES and result.rounds == len(calls)
+    assert result.diff == "diff"
+
+
+def test_repair_drops_steps_that_refer_to_removed_ones() -> None:
+    doc = {
+        "name": "r",
+        "steps": [
+            {"mmap": {"map": "a", "length": "2M", "at": 0}},
+            {"fork": {"child": "c"}},
+            {"touch": {"proc": "c", "map": "a"}},
+            {"probe": {"label": "p", "map": "a"}},
+        ],
+    }
+    fixed = shrink.repair(shrink._without(doc, {0}))
+    assert fixed is None or fixed["steps"] == [{"fork": {"child": "c"}}]
+    fixed = shrink.repair(shrink._without(doc, {1}))
+    assert fixed is not None
+    assert fixed["steps"] == [doc["steps"][0], doc["steps"][3]]
+
+
+def test_shrink_offline_of_a_model_error() -> None:
+    """shrink_offline keeps the smallest doc with the same signature."""
+    rng = random.Random(5)
+    doc = generate.generate_doc(5, rng.randrange(100))
+    target = next(iter(doc["steps"][0]))
+
+    def signature(d: workload_yaml.Doc) -> str | None:
+        return "x" if any(next(iter(s)) == target for s in d["steps"]) else None
+
+    small = shrink.shrink_offline(doc, "x", signature)
+    assert len(small["steps"]) == 1 and next(iter(small["steps"][0])) == target
+
+
+# --- signatures ----------------------------------------------------------------------------
+
+
+def _verdict(problems: list[str], kind: str = "anon", probe_problems: list[str] | None = None
+             ) -> compare.ScenarioVerdict:  # fmt: skip
+    folio = compare.FolioVerdict("main", 0, 9, {"kind": kind}, {}, "fail", problems)
+    probe = compare.ProbeVerdict("p", "main", "fail", "w:1", [folio], probe_problems or [])
+    return compare.ScenarioVerdict("s", "fail", "1 probe(s) differ", probes=[probe])
+
+
+def test_components_name_the_check_and_the_folio_kind() -> None:
+    verdict = _verdict(["P of pages 0..3: expected 1, observed 2", "W: expected 1, observed 2"],
+                       kind="shmem")  # fmt: skip
+    assert fuzz.components(verdict) == ["W-shmem", "P-shmem"]
+    verdict = _verdict([], probe_problems=["VMA 0x1-0x2 rss_kb: expected 4, observed 8"])
+    assert fuzz.components(verdict) == ["rss-vma"]
+    verdict.steps.append({"op": "mprotect", "errno": None, "expected_errno": "ENOMEM"})
+    assert fuzz.components(verdict)[-1] == "errno-mprotect"
+
+
+def test_same_failure_needs_the_signature_among_the_checks() -> None:
+    outcome = fuzz.Outcome("a", {}, None, "mismatch", "W-anon", parts=["W-anon", "P-anon"])
+    assert fuzz.same_failure(outcome, "P-anon")
+    assert not fuzz.same_failure(outcome, "T-anon")
+    assert not fuzz.same_failure(fuzz.Outcome("b", {}, None, "environment", None), "W-anon")
+
+
+def test_durations() -> None:
+    assert fuzz.parse_duration("90") == 90
+    assert fuzz.parse_duration("10m") == 600
+    assert fuzz.parse_duration("1h") == 3600
+    with pytest.raises(HarnessError, match="--time 'soon'"):
+        fuzz.parse_duration("soon")
