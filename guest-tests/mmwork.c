@@ -993,7 +993,22 @@ static int pfnwin_get(struct pfnwin *w, uint64_t pfn, int backward,
 #define AUDIT "/sys/kernel/debug/folio_mapcount/audit"
 #define AUDIT_MAX 4096		/* folios audited per probe, at most */
 
+/*
+ * Consecutive pages that differ only in their address and PFN (the same
+ * folio, counts and flags, or all absent) go out as one @PAGES record: a
+ * 2 MiB folio is two records, not 512 lines through an emulated UART.  The
+ * PFN goes up by one per page (step 1) or stays (step 0: absent pages, the
+ * zero page mapped again and again).
+ */
+struct page_run {
+	uint64_t va, pme, pfn, n;
+	int has_pfn;
+	int step;		/* 0 or 1; -1 while the run is one present page */
+	char fields[7][24];	/* kpagecount, kpageflags, head, order, T, E, W */
+};
+
 struct probe_ctx {
+	struct page_run run;
 	struct pfnwin count;
 	struct pfnwin flags;
 	int mc_fd;		/* folio_mapcount/kpagemc of the kernel series, or -1 */
@@ -1149,6 +1164,73 @@ static void note_audit(struct probe_ctx *pc, uint64_t head)
 		pc->audited[pc->nr_audited++] = head;
 }
 
+static void run_flush(struct page_run *r)
+{
+	char (*f)[24] = r->fields, pfn[24] = "-";
+
+	if (r->has_pfn)
+		snprintf(pfn, sizeof(pfn), "%" PRIu64, r->pfn);
+	if (r->n == 1)
+		wprintf("@PAGE %" PRIx64 " %s %" PRIx64
+			" %s %s %s %s %s %s %s\n", r->va, pfn, r->pme,
+			f[0], f[1], strcmp(f[2], "=") ? f[2] : pfn, f[3],
+			f[4], f[5], f[6]);
+	else if (r->n > 1)
+		wprintf("@PAGES %" PRIx64 " %" PRIu64 " %d %s %" PRIx64
+			" %s %s %s %s %s %s %s\n", r->va, r->n, r->step, pfn,
+			r->pme, f[0], f[1], f[2], f[3], f[4], f[5], f[6]);
+	r->n = 0;
+}
+
+static int run_continues(const struct page_run *r, uint64_t va, uint64_t pme,
+			 int has_pfn, uint64_t pfn)
+{
+	int step;
+
+	if (!r->n || va != r->va + r->n * PG || has_pfn != r->has_pfn)
+		return -1;
+	if (!has_pfn)
+		return pme == r->pme ? 0 : -1;
+	for (step = 0; step <= 1; step++)
+		if ((r->step < 0 || r->step == step) &&
+		    pfn == r->pfn + r->n * step && pme == r->pme + r->n * step)
+			return step;
+	return -1;
+}
+
+static void run_add(struct probe_ctx *pc, uint64_t va, uint64_t pme,
+		    int has_pfn, uint64_t pfn, const char *const fields[7])
+{
+	struct page_run *r = &pc->run;
+	const char *head = fields[2];
+	char pfn_s[24];
+	int step, i;
+
+	/* small folios, each its own head: "=" keeps a run of them one record */
+	snprintf(pfn_s, sizeof(pfn_s), "%" PRIu64, pfn);
+	if (has_pfn && !strcmp(head, pfn_s))
+		head = "=";
+	step = run_continues(r, va, pme, has_pfn, pfn);
+	for (i = 0; step >= 0 && i < 7; i++)
+		if (strcmp(i == 2 ? head : fields[i], r->fields[i]))
+			step = -1;
+	if (step >= 0) {
+		r->step = step;
+		r->n++;
+		return;
+	}
+	run_flush(r);
+	r->va = va;
+	r->pme = pme;
+	r->pfn = pfn;
+	r->has_pfn = has_pfn;
+	r->n = 1;
+	r->step = has_pfn ? -1 : 0;
+	for (i = 0; i < 7; i++)
+		snprintf(r->fields[i], sizeof(r->fields[i]), "%s",
+			 i == 2 ? head : fields[i]);
+}
+
 static void emit_page(struct probe_ctx *pc, uint64_t va, uint64_t pme)
 {
 	char pfn_s[24] = "-", count_s[24] = "-", flags_s[24] = "-";
@@ -1177,9 +1259,9 @@ static void emit_page(struct probe_ctx *pc, uint64_t va, uint64_t pme)
 		if (total_s[0] != '-' && strcmp(head_s, "-"))
 			note_audit(pc, strtoull(head_s, NULL, 10));
 	}
-	wprintf("@PAGE %" PRIx64 " %s %" PRIx64 " %s %s %s %s %s %s %s\n",
-		va, pfn_s, pme, count_s, flags_s, head_s, order_s, total_s,
-		entire_s, pt_s);
+	run_add(pc, va, pme, (pme & PM_PRESENT) && pfn, pfn,
+		(const char *const[7]){ count_s, flags_s, head_s, order_s,
+		total_s, entire_s, pt_s });
 }
 
 struct vma_info {
@@ -1300,6 +1382,7 @@ static int do_probe(const struct cmd *c)
 		for (i = 0; i < n; i++)
 			emit_page(pc, c->addr + (done + i) * PG, pm[i]);
 	}
+	run_flush(&pc->run);
 	if (pc->mc_fd >= 0) {
 		unsigned int k;
 
@@ -1520,9 +1603,10 @@ static void emit_vmstat(const char *when)
 		if (!sp)
 			continue;
 		*sp = '\0';
-		if (!strncmp(line, "thp_", 4) ||
-		    !strcmp(line, "nr_anon_transparent_hugepages") ||
-		    !strcmp(line, "nr_shmem_hugepages"))
+		/* zero counters are left out: every byte crosses a UART */
+		if ((!strncmp(line, "thp_", 4) ||
+		     !strcmp(line, "nr_anon_transparent_hugepages") ||
+		     !strcmp(line, "nr_shmem_hugepages")) && strcmp(sp + 1, "0"))
 			fprintf(m, " %s=%s", line, sp + 1);
 	}
 	fputc('\n', m);

@@ -20,6 +20,7 @@ PM_PRESENT = 1 << 63
 PM_SWAP = 1 << 62
 PM_FILE = 1 << 61
 PM_MMAP_EXCLUSIVE = 1 << 56
+PAGE_SIZE = 4096
 
 
 @dataclass
@@ -185,6 +186,20 @@ class RecordParser:
                     pt_mapcount=_opt_int(t[10]) if len(t) > 10 else None,
                 )
             )
+        elif tag == "@PAGES" and self._probe is not None:
+            # A run of n pages, page k at va + k pages, its PFN and pagemap entry + k * step.
+            va, count, step, pfn = int(t[1], 16), int(t[2]), int(t[3]), _opt_int(t[4])
+            pagemap = int(t[5], 16)
+            own_head = t[8] == "=" and pfn is not None  # small folios, each its own head
+            head = None if own_head else _opt_int(t[8])
+            count_, flags, order = _opt_int(t[6]), _opt_int(t[7], 16), _opt_int(t[9])
+            counts = [_opt_int(x) for x in t[10:13]] + [None] * (13 - len(t))
+            for k in range(count):
+                page_pfn = None if pfn is None else pfn + k * step
+                self._probe.pages.append(
+                    Page(va + k * PAGE_SIZE, page_pfn, pagemap + k * step, count_, flags,
+                         page_pfn if own_head else head, order, *counts[:3])
+                )  # fmt: skip
         elif tag == "@VMA" and self._probe is not None:
             start, end, *kbs = t[1:7]
             self._probe.vmas.append(VmaInfo(int(start, 16), int(end, 16), *map(int, kbs)))

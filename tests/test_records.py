@@ -100,3 +100,30 @@ def test_audit_records_attach_to_their_probe() -> None:
     ]
     (probe,) = parse_records(lines).scenarios[0].probes
     assert probe.audits == {3072: (2, 1, "ok"), 4096: (0, 0, "skipped")}
+
+
+def test_page_runs_expand_to_pages() -> None:
+    """@PAGES: n pages, each one page further on, the PFN one further (step 1) or the same."""
+    parser = parse_records(
+        [
+            "@SCENARIO r",
+            "@PROBE p main 9 100000000000 9",
+            "@PAGES 100000000000 3 1 5000 8600000000005000 1 28000 5000 9 3 0 1",
+            "@PAGES 100000003000 2 1 7000 8100000000007000 1 800 = 0 - - -",
+            "@PAGES 100000005000 2 0 - 0 - - - - - - -",
+            "@PAGES 100000007000 2 0 7203 8000000000001c23 0 101000000 7203 0 - - -",
+            "@ENDPROBE p",
+            "@ENDSCENARIO r ok",
+        ]
+    )
+    assert parser.malformed == []
+    pages = parser.scenarios[0].probes[0].pages
+    assert [p.va - 0x100000000000 for p in pages] == [k * 4096 for k in range(9)]
+    assert [p.pfn for p in pages] == [5000, 5001, 5002, 7000, 7001, None, None, 7203, 7203]
+    assert [p.head_pfn for p in pages] == [5000, 5000, 5000, 7000, 7001, None, None, 7203, 7203]
+    assert [p.pagemap & 0xFFFF for p in pages] == [
+        0x5000, 0x5001, 0x5002, 0x7000, 0x7001, 0, 0, 0x1C23, 0x1C23
+    ]
+    assert [p.order for p in pages[:5]] == [9, 9, 9, 0, 0]
+    assert (pages[1].total_mapcount, pages[1].entire_mapcount, pages[1].pt_mapcount) == (3, 0, 1)
+    assert pages[3].total_mapcount is None and not pages[5].present
