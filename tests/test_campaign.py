@@ -268,3 +268,16 @@ def test_durations() -> None:
     assert fuzz.parse_duration("1h") == 3600
     with pytest.raises(HarnessError, match="--time 'soon'"):
         fuzz.parse_duration("soon")
+
+
+def test_compressed_data_log_of_gzip_members(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "data.log"
+    first = gzip.compress(b"@SCENARIO a\n@ENDSCENARIO a ok\n", compresslevel=1)
+    second = gzip.compress(b"@SCENARIO b\n@STEP 1 mmap ok\n@ENDSCENARIO b ok\n")
+    path.write_bytes(first + second[: len(second) - 12])  # the guest died while sending b
+    lines = fuzz.read_compressed(path)
+    assert lines[:2] == ["@SCENARIO a", "@ENDSCENARIO a ok"]
+    assert lines[2:4] == ["@SCENARIO b", "@STEP 1 mmap ok"]
+    assert fuzz.read_compressed(tmp_path / "missing.log") == []

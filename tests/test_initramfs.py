@@ -47,6 +47,23 @@ def test_init_script_runs_jobs_between_markers_and_resets() -> None:
     assert lines[-1] == "reboot -f" and lines[-3] == f"echo {initramfs.MARK_DONE} > /dev/kmsg"
 
 
+def test_init_script_holds_the_data_channel_and_can_gzip_records() -> None:
+    jobs = [initramfs.Job("a", script="scenario a\nend\n"), initramfs.Job("b", command="free")]
+    settings = initramfs.GuestSettings(compress_records=True)
+    lines = initramfs.init_script(jobs, settings, interactive=False).splitlines()
+    # Opened once, raw, before the first job; closed (drained) before the reset.
+    opened = next(i for i, line in enumerate(lines) if "exec 9>/dev/ttyS1" in line)
+    assert "stty -F /dev/ttyS1 raw" in lines[opened]
+    assert opened < lines.index(f"echo {initramfs.MARK_BEGIN} a > /dev/kmsg")
+    assert lines.index("exec 9>&-") < lines.index(f"echo {initramfs.MARK_DONE} > /dev/kmsg")
+    begin_a = lines.index(f"echo {initramfs.MARK_BEGIN} a > /dev/kmsg")
+    assert lines[begin_a + 1] == "/bin/mmwork -o /tmp/records /jobs/a.script; s=$?"
+    assert lines[begin_a + 2] == "gzip -1 -c /tmp/records >&9; rm -f /tmp/records"
+    assert lines[begin_a + 3] == f"echo {initramfs.MARK_END} a status=$s > /dev/kmsg"
+    assert "sh -c free" in lines  # a command job is not compressed
+    assert "gzip" in initramfs.BUSYBOX_APPLETS
+
+
 def test_build_contains_static_programs_and_jobs(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("FOLIO_HARNESS_CACHE", str(tmp_path / "cache"))
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from harness.formats.workload_yaml import Doc, dump_docs
 from harness.model import ModelResult
 
 DEFAULT_BATCH = 200
+GUEST = initramfs.GuestSettings(compress_records=True)
 DEFAULT_JOB_TIMEOUT = 60.0  # seconds: a generated workload needs well under one
 FOUND = ("mismatch", "crash", "hang", "splat", "error", "model-error")
 
@@ -168,7 +170,7 @@ class GuestRunner:
         n = self.boots
         t = time.monotonic()
         jobs = [initramfs.Job(sc.name, script=workload.guest_script(sc)) for _, sc, _ in batch]
-        image = initramfs.build(self.work / f"boot-{n}.cpio", run.GUEST_TESTS, jobs)
+        image = initramfs.build(self.work / f"boot-{n}.cpio", run.GUEST_TESTS, jobs, GUEST)
         self.timing.initramfs += time.monotonic() - t
         request = machine.BootRequest(
             kernel=self.kernel,
@@ -184,11 +186,10 @@ class GuestRunner:
             jobs=tuple(j.name for j in jobs),
         )
         self.qemu_command = machine.shell_command(machine.qemu_argv(request))
-        booted = self.vm.boot(request)
-        self._account(request.console_log, booted.seconds)
+        booted = self.boot_and_time(request)
         t = time.monotonic()
         console = booted.report
-        parsed = records.parse_records(_read_lines(request.data_log))
+        parsed = records.parse_records(read_compressed(request.data_log))
         by_name = {r.name: r for r in parsed.scenarios}
         culprit = booted.timed_out_in
         if console.fatal is not None and console.fatal.job is not None:
@@ -211,25 +212,61 @@ class GuestRunner:
             image.unlink(missing_ok=True)
         return done
 
-    def _account(self, console_log: Path, seconds: float) -> None:
-        """Split a boot's wall time into boot, jobs and shutdown from the guest's timestamps."""
-        begins, ends = [], []
+    def boot_and_time(self, request: machine.BootRequest) -> machine.BootResult:
+        """Boot, noting on the host's clock when the first job began and when all ended."""
+        marks: dict[str, float] = {}
+
+        def on_line(line: str) -> None:
+            if initramfs.MARK_BEGIN in line:
+                marks.setdefault("first_job", time.monotonic())
+            elif initramfs.MARK_DONE in line:
+                marks["done"] = time.monotonic()
+
+        started = time.monotonic()
+        booted = self.vm.boot(request, on_line=on_line)
+        self._account(request.console_log, started, marks, time.monotonic())
+        return booted
+
+    def _account(self, console_log: Path, started: float, marks: dict[str, float],
+                 ended: float) -> None:  # fmt: skip
+        """Split a boot's wall time by the host's clock at the console's markers, and time
+        each job by the guest's own printk timestamps."""
+        first_job = marks.get("first_job", ended)
+        done = marks.get("done", ended)
+        self.timing.boot += first_job - started  # QEMU, firmware, kernel, /init
+        self.timing.jobs += max(0.0, done - first_job)
+        self.timing.shutdown += max(0.0, ended - done)  # drain the data channel, reset
+        begins: dict[str, float] = {}
         for line in _read_lines(console_log):
             stamp = re.match(r"^\[\s*(\d+\.\d+)\]", line)
             if stamp is None:
                 continue
-            if initramfs.MARK_BEGIN in line:
-                begins.append(float(stamp.group(1)))
-            elif initramfs.MARK_END in line:
-                ends.append(float(stamp.group(1)))
-        if not begins or not ends:
-            self.timing.boot += seconds
-            return
-        jobs = ends[-1] - begins[0]
-        self.timing.boot += begins[0]
-        self.timing.jobs += jobs
-        self.timing.shutdown += max(0.0, seconds - begins[0] - jobs)
-        self.timing.job_seconds += [e - b for b, e in zip(begins, ends, strict=False)]
+            words = line.split()
+            if initramfs.MARK_BEGIN in words and words[-1] != initramfs.MARK_BEGIN:
+                begins[words[-1]] = float(stamp.group(1))
+            elif initramfs.MARK_END in words:
+                name = words[words.index(initramfs.MARK_END) + 1]
+                if name in begins:
+                    self.timing.job_seconds.append(float(stamp.group(1)) - begins[name])
+
+
+def read_compressed(path: Path) -> list[str]:
+    """The records of a data log of gzip members, one per workload (GUEST's channel).
+
+    A member cut short (the guest died while sending it) gives what it holds so far.
+    """
+    data = path.read_bytes() if path.exists() else b""
+    out = bytearray()
+    while data:
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += member.decompress(data)
+        except zlib.error:
+            break
+        if not member.eof:
+            break
+        data = member.unused_data
+    return out.decode(errors="replace").splitlines()
 
 
 def _read_lines(path: Path) -> list[str]:
