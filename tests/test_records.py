@@ -122,7 +122,15 @@ def test_page_runs_expand_to_pages() -> None:
     assert [p.pfn for p in pages] == [5000, 5001, 5002, 7000, 7001, None, None, 7203, 7203]
     assert [p.head_pfn for p in pages] == [5000, 5000, 5000, 7000, 7001, None, None, 7203, 7203]
     assert [p.pagemap & 0xFFFF for p in pages] == [
-        0x5000, 0x5001, 0x5002, 0x7000, 0x7001, 0, 0, 0x1C23, 0x1C23
+        0x5000,
+        0x5001,
+        0x5002,
+        0x7000,
+        0x7001,
+        0,
+        0,
+        0x1C23,
+        0x1C23,
     ]
     assert [p.order for p in pages[:5]] == [9, 9, 9, 0, 0]
     assert (pages[1].total_mapcount, pages[1].entire_mapcount, pages[1].pt_mapcount) == (3, 0, 1)
