@@ -2251,6 +2251,20 @@ static int run_script(void)
 			stop_worker(&procs[i], NULL);
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
+	/*
+	 * Leave nothing behind for the next scenario of the boot: its files
+	 * would stay in the page cache (and on tmpfs's shrink list, which a
+	 * later drop_caches would act on) where no model of that scenario
+	 * can see them.
+	 */
+	for (i = 0; i < (size_t)script.nfiles; i++) {
+		if (script.files[i].fd >= 0)
+			close(script.files[i].fd);
+		script.files[i].fd = -1;
+	}
+	for (i = script.nlines; i-- > 0;)
+		if (script.lines[i].kind == L_MOUNT)
+			umount2(script.lines[i].path, MNT_DETACH);
 	emit("@ENDSCENARIO %s %s", script.name, run_failed ? "err" : "ok");
 	return run_failed ? EXIT_FAILURE_RUN : EXIT_OK;
 }

@@ -296,7 +296,12 @@ def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
         state.verdict = "error"
         state.error = _boot_problem(booted)
         return EXIT_ERROR if not any(s["verdict"] == "fail" for s in state.scenarios) else EXIT_FAIL
-    state.verdict = "fail" if failed else "pass"
+    if not failed:
+        state.verdict = "pass"
+    elif all(s["verdict"] == "environment" for s in failed):
+        state.verdict = "environment"  # nothing the model got wrong; see each reason
+    else:
+        state.verdict = "fail"
     return EXIT_FAIL if failed else EXIT_PASS
 
 

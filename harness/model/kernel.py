@@ -469,8 +469,10 @@ class Kernel:
     def drop_caches(self) -> str | None:
         """drop_caches_sysctl_handler with 3: the page cache of every superblock, then
         drop_slab(), which runs every shrinker, the deferred split one included."""
-        shmem.drop_caches(self, [*self.files.values(), *self.shared_anon])
+        files = [*{id(f): f for f in self.files.values()}.values(), *self.shared_anon]
+        shmem.drop_caches(self, files)
         self.deferred_split_scan()
+        shmem.unused_huge_shrink(self, files)
         return None
 
     def live_folios(self) -> list[Folio]:

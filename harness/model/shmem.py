@@ -66,6 +66,10 @@ def get_folio(kernel: KernelState, file: ShmemFile, index: int, vma: Vma | None,
     hindex = index & ~(HPAGE_PMD_NR - 1)
     if is_huge(kernel, file, index, vma) and not file.block_has_entries(hindex):
         folio = kernel.new_folio(HPAGE_PMD_ORDER, SHMEM, file, hindex)
+        if file.size_pages < hindex + HPAGE_PMD_NR - 1:
+            # "Part of the large folio is beyond i_size: subject to shrink under memory
+            # pressure" (and to drop_caches, which runs the superblock's shrinker).
+            file.on_shrinklist = True
     else:
         folio = kernel.new_folio(0, SHMEM, file, index)
     folio.uptodate = sgp != "falloc"
@@ -120,6 +124,21 @@ def truncate_folio(kernel: KernelState, folio: Folio) -> None:
     if folio.in_cache:
         folio.file.remove(folio)
     kernel.release(folio)
+
+
+def unused_huge_shrink(kernel: KernelState, files: list[ShmemFile]) -> None:
+    """shmem_unused_huge_shrink, which drop_slab runs through each shmem superblock's
+    shrinker: split the PMD folio at i_size of every file on the shrinklist, so that the
+    pages past i_size leave the page cache (__split_huge_page drops them)."""
+    for file in files:
+        if not file.on_shrinklist:
+            continue
+        file.on_shrinklist = False
+        if file.size_pages % HPAGE_PMD_NR == 0:
+            continue  # "Check if there's anything to gain"
+        folio = file.lookup(file.size_pages & ~(HPAGE_PMD_NR - 1))
+        if folio is not None and folio.order > 0:
+            split_folio(kernel, folio)
 
 
 def drop_caches(kernel: KernelState, files: list[ShmemFile]) -> None:

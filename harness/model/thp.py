@@ -89,6 +89,11 @@ def split_folio(kernel: KernelState, folio: Folio) -> bool:
     """
     if folio.order == 0 or folio.kind == ZERO:
         return False
+    if folio.kind == ANON and folio.mapped:
+        # unmap_folio → try_to_migrate removes the rmap page by page (a PMD through a
+        # freezing PMD split): the first page left with none queues the folio, which
+        # split_huge_page_to_list then takes off the queue.
+        kernel.deferred_split_huge_page(folio)
     kernel.count_event("thp_split_page")
     kernel.dequeue_deferred_split(folio)
     if folio.kind == ANON:
