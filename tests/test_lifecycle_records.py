@@ -68,7 +68,7 @@ def test_a_wrong_recall_prediction_fails(scenarios, observed) -> None:  # type: 
     assert "expected cached, observed split" in verdict.diff
 
 
-def test_deferred_split_events_are_checked_not_blamed_on_the_environment(scenarios, observed) -> None:  # type: ignore[no-untyped-def]
+def test_deferred_split_events_are_checked_not_environment(scenarios, observed) -> None:  # type: ignore[no-untyped-def]
     name = "deferred-split-after-fork-drop-caches"
     right = model.predict(scenarios[name])
     assert right.events == {"thp_deferred_split_page": 1, "thp_split_page": 1}
