@@ -19,13 +19,13 @@ SAMPLE = 300  # generated workloads the offline checks walk through
 
 @pytest.fixture(scope="module")
 def sample() -> list[tuple[workload_yaml.Doc, workload.Scenario]]:
-    return [generate.generate(7, i) for i in range(SAMPLE)]
+    return [generate.generate(7, i, whole_folio=True) for i in range(SAMPLE)]
 
 
 # --- the writer ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["thp-basic.yaml", "skeleton.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (CONFIGS / "workloads").glob("*.yaml")))
 def test_writer_round_trips_the_bundled_workloads(tmp_path: Path, name: str) -> None:
     scenarios = workload.load_workload(CONFIGS / "workloads" / name)
     path = tmp_path / name
@@ -70,6 +70,15 @@ def test_writer_follows_maps_across_mremap_and_fork(tmp_path: Path) -> None:
 # --- the generator -------------------------------------------------------------------------
 
 
+def test_whole_folio_mode_only_where_the_kernel_has_it() -> None:
+    plain = [generate.generate_doc(9, i) for i in range(60)]
+    series = [generate.generate_doc(9, i, whole_folio=True) for i in range(60)]
+    assert not any("fault_around_whole_folio" in d["setup"] for d in plain)
+    assert any("fault_around_whole_folio" in d["setup"] for d in series)
+    # Only the knob differs: the rest of each workload is the same.
+    assert [d["steps"] for d in plain] == [d["steps"] for d in series]
+
+
 def test_same_seed_same_workloads_other_seed_others() -> None:
     first = [generate.generate_doc(3, i) for i in range(20)]
     again = [generate.generate_doc(3, i) for i in range(20)]
@@ -92,6 +101,9 @@ def test_generated_workloads_cover_every_op_and_knob(sample: list) -> None:
     assert {s.thp_defrag for s in setups} == set(workload.THP_DEFRAG)
     assert {s.shmem_enabled for s in setups} == set(workload.SHMEM_ENABLED)
     assert {m.huge for s in setups for m in s.mounts} == set(workload.MOUNT_HUGE)
+    assert {s.fault_around_whole_folio for s in setups} == {True, False}
+    around = Counter(s.fault_around_bytes for s in setups)
+    assert around[4096] and around[workload.DEFAULT_FAULT_AROUND_BYTES] and around[2 << 20]
     populate = {s.populate for _, sc in sample for s in sc.steps if s.op == "file"}
     assert populate == set(workload.POPULATE)
     kinds = {s.kind for _, sc in sample for s in sc.steps if s.op == "file"}

@@ -27,7 +27,7 @@ from harness.formats.workload_yaml import Doc, dump_docs, parse_docs, size_text
 from harness.workload import ARENA, PAGE_SIZE, Scenario
 
 # Bump when a change makes the same seed produce different workloads.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 PAGE = PAGE_SIZE
 MIB = 1 << 20
@@ -42,8 +42,8 @@ MOUNT_SIZE = 32 * MIB
 # Operation weights once the first maps exist.
 OP_WEIGHTS: dict[str, int] = {
     "mmap": 6, "touch": 14, "munmap": 6, "mremap": 5, "mprotect": 5, "madvise": 8,
-    "fork": 4, "spawn": 2, "exit": 2, "file": 3, "punch": 3, "split": 3,
-    "drop_caches": 2, "probe": 6,
+    "fork": 4, "spawn": 2, "exit": 2, "file": 3, "open": 2, "punch": 3, "split": 3,
+    "drop_caches": 2, "probe": 6, "recall": 3,
 }  # fmt: skip
 ADVICE_WEIGHTS = {"hugepage": 4, "nohugepage": 1, "dontneed": 4, "cold": 2, "pageout": 2}
 
@@ -86,6 +86,7 @@ class _Walk:
         self.steps: list[Doc] = []
         self.names = Counter[str]()
         self.mounted = False
+        self.probes: dict[str, int] = {}  # label -> pages in its range (for recall)
 
     def fresh(self, prefix: str) -> str:
         self.names[prefix] += 1
@@ -200,7 +201,22 @@ class _Walk:
         self.emit("file", args)
         return True
 
-    def op_mmap(self, proc: str | None = None, of_file: bool = False) -> bool:
+    def op_open(self) -> bool:
+        """A second struct file of an existing file: the same page cache, VMAs that never
+        merge with the first open's."""
+        if not self.files or len(self.files) >= MAX_FILES + 2:
+            return False
+        of = self.rng.choice(sorted(self.files))
+        name = self.fresh("o")
+        self.files[name] = _File(self.files[of].size)
+        self.emit("open", {"file": name, "of": of})
+        # Interesting only when both opens map the file.
+        if self.rng.random() < 0.7:
+            self.op_mmap(self.pick_proc(), of_file=True, file=name)
+        return True
+
+    def op_mmap(self, proc: str | None = None, of_file: bool = False,
+                file: str | None = None) -> bool:  # fmt: skip
         proc = proc or self.pick_proc()
         if proc is None or self.procs[proc].mapped() > MAX_MAPPED:
             return False
@@ -210,7 +226,7 @@ class _Walk:
         file_offset = 0
         fname = None
         if use_file:
-            fname = self.rng.choice(sorted(self.files))
+            fname = file or self.rng.choice(sorted(self.files))
             fsize = self.files[fname].size
             file_offset = self.rng.choice((0, 0, PMD, PAGE, MIB)) if fsize > PAGE else 0
             if file_offset >= fsize:
@@ -332,6 +348,20 @@ class _Walk:
         label = self.fresh("p")
         args = self.ranged(proc, name, m, lo, hi)
         self.emit("probe", {"label": label, **args})
+        self.probes[label] = (hi - lo) // PAGE
+        return True
+
+    def op_recall(self) -> bool:
+        """Look again at a page an earlier probe saw: after an unmap, a split, a punch."""
+        if not self.probes:
+            return False
+        probe = self.rng.choice(sorted(self.probes))
+        npages = self.probes[probe]
+        page = self.rng.choice((0, 0, npages - 1, self.rng.randrange(npages)))
+        args: Doc = {"label": self.fresh("r"), "probe": probe}
+        if page:
+            args["offset"] = size_text(page * PAGE)
+        self.emit("recall", args)
         return True
 
     def op_fork(self) -> bool:
@@ -380,12 +410,23 @@ class _Walk:
         return True
 
 
-def _setup(rng: random.Random) -> Doc:
+def _setup(rng: random.Random, whole_folio: bool) -> Doc:
     setup: Doc = {
         "thp_enabled": rng.choices(workload.THP_ENABLED, weights=(3, 4, 1))[0],
         "thp_defrag": rng.choice(workload.THP_DEFRAG),
         "shmem_enabled": rng.choices(workload.SHMEM_ENABLED, weights=(3, 2, 2, 2, 1, 1))[0],
     }
+    # Fault-around decides how many PTEs a file fault maps: off (4K), small, the default,
+    # one whole page table, a size the kernel rounds down to a power of two.
+    around = rng.choices((4096, 16384, 65536, 262144, PMD, 12 * PAGE), weights=(2, 2, 6, 2, 2, 1))[
+        0
+    ]
+    if around != workload.DEFAULT_FAULT_AROUND_BYTES:
+        setup["fault_around_bytes"] = size_text(around)
+    # The series' whole-folio mode (patch 0004); drawn on every kernel so that a seed gives
+    # the same workloads, kept only where the kernel has the knob.
+    if rng.random() < 0.3 and whole_folio:
+        setup["fault_around_whole_folio"] = True
     if rng.random() < 0.6:
         huge = rng.choices(workload.MOUNT_HUGE, weights=(1, 3, 2, 2))[0]
         setup["mounts"] = [{"path": MOUNT, "size": size_text(MOUNT_SIZE), "huge": huge}]
@@ -396,10 +437,13 @@ def workload_name(seed: int, index: int) -> str:
     return f"fz{seed}-{index}"
 
 
-def generate_doc(seed: int, index: int) -> Doc:
-    """The plain-data form of workload `index` of `seed` (not yet validated)."""
+def generate_doc(seed: int, index: int, whole_folio: bool = False) -> Doc:
+    """The plain-data form of workload `index` of `seed` (not yet validated).
+
+    whole_folio: the kernel has the series' fault_around_whole_folio knob.
+    """
     rng = random.Random(f"folio-harness-fuzz-v{GENERATOR_VERSION}-{seed}-{index}")
-    setup = _setup(rng)
+    setup = _setup(rng, whole_folio)
     walk = _Walk(rng)
     walk.mounted = "mounts" in setup
     for _ in range(rng.choice((0, 1, 1, 2))):
@@ -431,9 +475,9 @@ def generate_doc(seed: int, index: int) -> Doc:
     }
 
 
-def generate(seed: int, index: int) -> tuple[Doc, Scenario]:
+def generate(seed: int, index: int, whole_folio: bool = False) -> tuple[Doc, Scenario]:
     """Workload `index` of `seed`, parsed by the language's own parser."""
-    doc = generate_doc(seed, index)
+    doc = generate_doc(seed, index, whole_folio)
     return doc, validate(doc)
 
 

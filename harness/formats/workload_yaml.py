@@ -38,6 +38,10 @@ def setup_doc(setup: workload.Setup) -> Doc:
         "thp_defrag": setup.thp_defrag,
         "shmem_enabled": setup.shmem_enabled,
     }
+    if setup.fault_around_bytes != workload.DEFAULT_FAULT_AROUND_BYTES:
+        out["fault_around_bytes"] = size_text(setup.fault_around_bytes)
+    if setup.fault_around_whole_folio:
+        out["fault_around_whole_folio"] = True
     if setup.mounts:
         out["mounts"] = [
             {"path": m.path, "size": size_text(m.size), "huge": m.huge} for m in setup.mounts
@@ -48,8 +52,17 @@ def setup_doc(setup: workload.Setup) -> Doc:
 def scenario_doc(scenario: Scenario) -> Doc:
     """The plain-data form of a parsed scenario (ranges relative to each map's start)."""
     starts: dict[str, dict[str, int]] = {"main": {}}
+    probes: dict[str, int] = {}  # probe label -> the address its range starts at
     steps: list[Doc] = []
     for step in scenario.steps:
+        if isinstance(step, workload.Recall):
+            args: Doc = {"label": step.label, "probe": step.probe}
+            if step.addr != probes[step.probe]:
+                args["offset"] = size_text(step.addr - probes[step.probe])
+            steps.append({"recall": args})
+            continue
+        if isinstance(step, workload.Probe):
+            probes[step.label] = step.addr
         steps.append({step.op: _step_args(step, starts)})
     doc: Doc = {"name": scenario.name}
     if scenario.description:
@@ -96,6 +109,8 @@ def _step_args(step: workload.Step, starts: dict[str, dict[str, int]]) -> Doc:
             if step.prot != "rw":
                 args["prot"] = step.prot
             return args
+        case workload.Open():
+            return {"file": step.file, "of": step.of}
         case workload.Punch():
             return {
                 "file": step.file,
