@@ -95,6 +95,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if options.count is None and options.seconds is None:
         options.count = 1000
+    fuzz.stop_on_sigterm()
     return run.execute(cfg, _results_root(args), ["harness", *sys.argv[1:]],
                        body=fuzz.fuzz_body(options))  # fmt: skip
 

@@ -117,6 +117,10 @@ def init_script(jobs: Iterable[Job], settings: GuestSettings, interactive: bool)
         "mount -t debugfs debugfs /sys/kernel/debug",
         "mkdir -p /tmp && mount -t tmpfs tmpfs /tmp",
     ]
+    if settings.compress_records:
+        # ramfs, not tmpfs: records written to shmem would get THPs under a scenario's
+        # shmem_enabled=force and show up in the next scenario's counters and splits.
+        lines.append("mkdir -p /records && mount -t ramfs ramfs /records")
     if settings.park_khugepaged:
         khp = "/sys/kernel/mm/transparent_hugepage/khugepaged"
         # Park khugepaged: a collapse behind a scenario's back would change what it probes.
@@ -139,8 +143,8 @@ def init_script(jobs: Iterable[Job], settings: GuestSettings, interactive: bool)
         lines.append(f"echo {MARK_BEGIN} {name} > /dev/kmsg")
         if job.script is not None and settings.compress_records:
             lines += [
-                f"/bin/mmwork -o /tmp/records /jobs/{job.name}.script; s=$?",
-                "gzip -1 -c /tmp/records >&9; rm -f /tmp/records",
+                f"/bin/mmwork -o /records/r /jobs/{job.name}.script; s=$?",
+                "gzip -1 -c /records/r >&9; rm -f /records/r",
                 f"echo {MARK_END} {name} status=$s > /dev/kmsg",
             ]
             continue

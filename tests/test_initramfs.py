@@ -57,8 +57,10 @@ def test_init_script_holds_the_data_channel_and_can_gzip_records() -> None:
     assert opened < lines.index(f"echo {initramfs.MARK_BEGIN} a > /dev/kmsg")
     assert lines.index("exec 9>&-") < lines.index(f"echo {initramfs.MARK_DONE} > /dev/kmsg")
     begin_a = lines.index(f"echo {initramfs.MARK_BEGIN} a > /dev/kmsg")
-    assert lines[begin_a + 1] == "/bin/mmwork -o /tmp/records /jobs/a.script; s=$?"
-    assert lines[begin_a + 2] == "gzip -1 -c /tmp/records >&9; rm -f /tmp/records"
+    assert lines[begin_a + 1] == "/bin/mmwork -o /records/r /jobs/a.script; s=$?"
+    assert lines[begin_a + 2] == "gzip -1 -c /records/r >&9; rm -f /records/r"
+    # On ramfs, which never has THPs: records on tmpfs would perturb shmem's counters.
+    assert "mkdir -p /records && mount -t ramfs ramfs /records" in lines
     assert lines[begin_a + 3] == f"echo {initramfs.MARK_END} a status=$s > /dev/kmsg"
     assert "sh -c free" in lines  # a command job is not compressed
     assert "gzip" in initramfs.BUSYBOX_APPLETS

@@ -14,6 +14,7 @@ fell back, ...) are counted apart and never reported as findings.
 from __future__ import annotations
 
 import re
+import signal
 import time
 import zlib
 from collections import Counter
@@ -460,6 +461,16 @@ def _found_config(cfg: runconfig.RunConfig, doc: Doc, header: str) -> str:
     )  # fmt: skip
     body = dump_docs([doc], header)
     return head + body
+
+
+def stop_on_sigterm() -> None:
+    """A campaign stopped with SIGTERM (a session's end, `timeout`) ends as an interrupted
+    one: its summary and findings so far are written, its QEMU is stopped."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def fuzz_body(options: FuzzOptions) -> run.Body:
