@@ -213,7 +213,8 @@ def test_shrink_removes_steps_processes_and_sizes() -> None:
     assert sorted(steps) == ["fork", "mmap", "touch"], steps
     (touch,) = [s["touch"] for s in result.doc["steps"] if "touch" in s]
     assert touch["length"] == "4K" and "offset" not in touch
-    assert max(calls) <= shrink.MAX_CANDIDATES and result.rounds == len(calls)
+    # One batch a round, and one more when independent simplifications are tried together.
+    assert max(calls) <= shrink.MAX_CANDIDATES and result.rounds <= len(calls) <= 2 * result.rounds
     assert result.diff == "diff"
 
 

@@ -64,6 +64,10 @@ def size(doc: Doc) -> tuple[int, int, int, int]:
     setup = doc.get("setup") or {}
     plain = {"thp_defrag": "madvise", "shmem_enabled": "never"}
     knobs = len(setup.get("mounts", ())) + sum(setup.get(k, v) != v for k, v in plain.items())
+    knobs += sum(k in setup for k in ("fault_around_bytes", "fault_around_whole_folio"))
+    # A file or a shared mapping is more to explain than a private anonymous one.
+    knobs += sum(bool(a.get("file") or a.get("shared")) for s in steps for a in s.values()
+                 if isinstance(a, dict))  # fmt: skip
     return len(steps), procs, nbytes, knobs
 
 
@@ -161,6 +165,10 @@ def size_candidates(doc: Doc) -> list[Doc]:
             for key in ("prot", "file_offset"):
                 if key in args:
                     variant(i, lambda a, k=key: a.pop(k))
+            if "file" in args:  # anonymous instead: the file step may go next
+                variant(i, lambda a: (a.pop("file"), a.pop("file_offset", None)))
+            if args.get("shared"):
+                variant(i, lambda a: a.pop("shared"))
         if op == "file":
             for smaller in _smaller(args["size"]):
                 variant(i, lambda a, v=smaller: a.__setitem__("size", v))
@@ -177,6 +185,11 @@ def size_candidates(doc: Doc) -> list[Doc]:
         cand = copy.deepcopy(doc)
         del cand["setup"]["mounts"]
         out.append(cand)
+    for key in ("fault_around_bytes", "fault_around_whole_folio"):
+        if key in setup:
+            cand = copy.deepcopy(doc)
+            del cand["setup"][key]
+            out.append(cand)
     for key, plain in (("thp_defrag", "madvise"), ("shmem_enabled", "never")):
         if setup.get(key, plain) != plain:
             cand = copy.deepcopy(doc)
@@ -209,6 +222,29 @@ def _valid(doc: Doc, candidates: list[Doc]) -> list[Doc]:
 BatchTest = Callable[[list[Doc]], list[tuple[bool, str]]]
 
 
+def _combine(base: Doc, variants: list[Doc]) -> Doc | None:
+    """base with every step and setup change of the variants (same steps, edited args)."""
+    out = copy.deepcopy(base)
+    for variant in variants:
+        if len(variant["steps"]) != len(base["steps"]):
+            continue
+        for i, (was, now) in enumerate(zip(base["steps"], variant["steps"], strict=True)):
+            if was != now:
+                out["steps"][i] = copy.deepcopy(now)
+        if variant.get("setup") != base.get("setup"):
+            for key in set(base.get("setup") or {}) | set(variant.get("setup") or {}):
+                if (base.get("setup") or {}).get(key) != (variant.get("setup") or {}).get(key):
+                    if key in (variant.get("setup") or {}):
+                        out["setup"][key] = variant["setup"][key]
+                    else:
+                        out["setup"].pop(key, None)
+    fixed = repair(out)
+    if fixed is None or size(fixed) >= min(size(v) for v in variants):
+        return None
+    fixed["name"] = base["name"] + "-all"
+    return fixed
+
+
 def shrink_with(doc: Doc, test: BatchTest, say: Callable[[str], None] | None = None
                 ) -> ShrinkResult:  # fmt: skip
     """The loop: `test` runs a batch of docs and says which still fail (and their diff)."""
@@ -220,7 +256,7 @@ def shrink_with(doc: Doc, test: BatchTest, say: Callable[[str], None] | None = N
             phase += 1
             continue
         rounds += 1
-        base = re.sub(r"-s\d+-\d+$", "", best["name"])
+        base = re.sub(r"(-s\d+-\d+|-all)+$", "", best["name"])
         for k, cand in enumerate(candidates):
             cand["name"] = f"{base}-s{rounds}-{k}"
         tried += len(candidates)
@@ -230,6 +266,14 @@ def shrink_with(doc: Doc, test: BatchTest, say: Callable[[str], None] | None = N
             phase += 1
             continue
         before = len(best["steps"])
+        if PHASES[phase] is size_candidates and len(failing) > 1:
+            # Independent simplifications that each keep the failure are likely to keep it
+            # together: try them all at once first, as the next round's first candidate.
+            combined = _combine(best, [c for c, _ in failing])
+            results = test([combined]) if combined is not None else []
+            tried += len(results)
+            if results and results[0][0]:
+                failing.append((combined, results[0][1]))
         best, diff = min(failing, key=lambda pair: size(pair[0]))
         if len(best["steps"]) < before:
             phase = 0  # fewer steps: removing steps may go further again
