@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import json
 import statistics
 import sys
@@ -108,6 +109,14 @@ def main() -> int:
             f"jobs {split['jobs']:.1f}, shutdown {split['shutdown']:.1f}) + host "
             f"{host:.1f}s (generate {split['generate']:.1f}, model {split['model']:.1f}, "
             f"judge {split['judge']:.1f}, initramfs {split['initramfs']:.1f})"
+        )
+        qemu_cpu = split["qemu_cpu"] / args.count
+        host_cpu = split["host_cpu"] / args.count
+        print(
+            f"  CPU per workload: QEMU {qemu_cpu * 1000:.0f} ms, harness {host_cpu * 1000:.0f} ms;"
+            f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. Given the"
+            f" CPU they used alone (no other load), the campaign would run "
+            f"{3600 / (qemu_cpu + host_cpu):.0f} workloads/hour"
         )
         print(
             f"  per workload: {wall / args.count * 1000:.0f} ms wall, guest job median "

@@ -14,6 +14,7 @@ fell back, ...) are counted apart and never reported as findings.
 from __future__ import annotations
 
 import re
+import resource
 import signal
 import time
 import zlib
@@ -86,6 +87,7 @@ class Timing:
     shutdown: float = 0.0
     judge: float = 0.0
     shrink: float = 0.0
+    qemu_cpu: float = 0.0  # CPU seconds QEMU used (user + system), all boots
     job_seconds: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -100,6 +102,8 @@ class Timing:
             "shutdown": round(self.shutdown, 2),
             "judge": round(self.judge, 2),
             "shrink": round(self.shrink, 2),
+            "qemu_cpu": round(self.qemu_cpu, 2),
+            "host_cpu": round(_self_cpu(), 2),
             "job_median": round(median, 4) if median is not None else None,
         }
 
@@ -224,7 +228,13 @@ class GuestRunner:
                 marks["done"] = time.monotonic()
 
         started = time.monotonic()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         booted = self.vm.boot(request, on_line=on_line)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # QEMU's own CPU time (a reaped child): what the guest cost, whatever else ran.
+        self.timing.qemu_cpu += (after.ru_utime + after.ru_stime) - (
+            children.ru_utime + children.ru_stime
+        )
         self._account(request.console_log, started, marks, time.monotonic())
         return booted
 
@@ -249,6 +259,11 @@ class GuestRunner:
                 name = words[words.index(initramfs.MARK_END) + 1]
                 if name in begins:
                     self.timing.job_seconds.append(float(stamp.group(1)) - begins[name])
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def read_compressed(path: Path) -> list[str]:
