@@ -93,6 +93,7 @@
 #define PKT_LINE_RESERVE	512	/* longest line a worker formats */
 #define PM_CHUNK		65536	/* pagemap entries per pread */
 #define PFN_WIN			512	/* kpage* entries cached */
+#define PFN_SPAN_MIN		8	/* kpage* entries read after a jump */
 #define FOLIO_MAX		(1ULL << 18)	/* 1 GiB hugetlb */
 
 /* /proc/<pid>/pagemap */
@@ -1056,13 +1057,14 @@ struct pfnwin {
 	int fd;
 	uint64_t start;
 	size_t n;
+	size_t span;		/* entries the next read asks for */
 	uint64_t v[PFN_WIN];
 };
 
 /*
- * Entry for pfn; reads a window of PFN_WIN entries starting at pfn (or
- * ending at it, when walking backwards) on a miss.  0, or -1 if the file is
- * not readable or has no entry for pfn.
+ * Entry for pfn; reads a window of entries starting at pfn (or ending at
+ * it, when walking backwards) on a miss, up to PFN_WIN of them.  0, or -1
+ * if the file is not readable or has no entry for pfn.
  */
 static int pfnwin_get(struct pfnwin *w, uint64_t pfn, int backward,
 		      uint64_t *out)
@@ -1073,10 +1075,20 @@ static int pfnwin_get(struct pfnwin *w, uint64_t pfn, int backward,
 	if (w->fd < 0)
 		return -1;
 	if (pfn < w->start || pfn - w->start >= w->n) {
+		/*
+		 * The kernel computes every entry it is asked for: a walk
+		 * through a large folio reads further and further ahead, a
+		 * jump (small folios scattered over memory) reads a little.
+		 */
+		if (w->n && (backward ? pfn + 1 == w->start :
+			     pfn == w->start + w->n))
+			w->span = w->span * 2 < PFN_WIN ? w->span * 2 : PFN_WIN;
+		else
+			w->span = PFN_SPAN_MIN;
 		start = pfn;
 		if (backward)
-			start = pfn >= PFN_WIN - 1 ? pfn - (PFN_WIN - 1) : 0;
-		n = pread_full(w->fd, w->v, sizeof(w->v), start * 8);
+			start = pfn >= w->span - 1 ? pfn - (w->span - 1) : 0;
+		n = pread_full(w->fd, w->v, w->span * 8, start * 8);
 		w->start = start;
 		w->n = n > 0 ? (size_t)n / 8 : 0;
 		if (pfn - start >= w->n)
@@ -1850,6 +1862,8 @@ static void note_pages(const char *buf, size_t len)
 	size_t n;
 	int i;
 
+	if (!nr_remembered)
+		return;
 	for (; p < end; p = nl + 1) {
 		nl = memchr(p, '\n', (size_t)(end - p));
 		if (!nl)
