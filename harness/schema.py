@@ -7,6 +7,7 @@ Python objects so an unknown key or a wrong type is reported where the user wrot
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from harness.errors import ConfigError
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]?)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-_SCALARS = yaml.constructor.SafeConstructor()
+_LOCAL = threading.local()
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,11 @@ class Node:
         # The safe constructor resolves the scalar's tag in place: the same value as a
         # safe_load of the node, without serialising and re-parsing it (the fuzzer parses
         # thousands of generated workloads an hour).
-        value = _SCALARS.construct_object(self._node, deep=True)
-        _SCALARS.constructed_objects.clear()  # its memo would keep every node alive
+        scalars = getattr(_LOCAL, "scalars", None)
+        if scalars is None:  # one per thread: harness fuzz parses in two
+            scalars = _LOCAL.scalars = yaml.constructor.SafeConstructor()
+        value = scalars.construct_object(self._node, deep=True)
+        scalars.constructed_objects.clear()  # its memo would keep every node alive
         return value
 
     def as_str(self) -> str:

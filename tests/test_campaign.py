@@ -294,3 +294,46 @@ def test_compressed_data_log_of_gzip_members(tmp_path: Path) -> None:
     assert lines[:2] == ["@SCENARIO a", "@ENDSCENARIO a ok"]
     assert lines[2:4] == ["@SCENARIO b", "@STEP 1 mmap ok"]
     assert fuzz.read_compressed(tmp_path / "missing.log") == []
+
+
+class _RecordingRunner:
+    """The guest seam, replaced: what the campaign loop hands the guest, in order."""
+
+    def __init__(self) -> None:
+        self.boots = 0
+        self.timing = fuzz.Timing()
+        self.ran: list[str] = []
+
+    def prepare(self, docs: list[workload_yaml.Doc]) -> list:  # type: ignore[type-arg]
+        return [(d, generate.validate(d), None) for d in docs]
+
+    def run_prepared(self, batch: list) -> list[fuzz.Outcome]:  # type: ignore[type-arg]
+        self.boots += 1
+        self.ran += [d["name"] for d, _, _ in batch]
+        return [fuzz.Outcome(d["name"], d, sc, "pass") for d, sc, _ in batch]
+
+
+@pytest.mark.parametrize(("count", "batch"), [(70, 30), (60, 30), (5, 30)])
+def test_campaign_runs_exactly_count_workloads_in_order(count: int, batch: int) -> None:
+    """Batches are generated one ahead of the guest; none beyond --count is run."""
+
+    class Progress:
+        def say(self, message: str) -> None:
+            pass
+
+    class Phases:
+        progress = Progress()
+
+    cfg = runconfig_for_series_none()
+    campaign = fuzz.Campaign(fuzz.FuzzOptions(seed=2, count=count, batch=batch), Path("."))
+    runner = _RecordingRunner()
+    fuzz._campaign(cfg, campaign, runner, Phases())  # type: ignore[arg-type]
+    assert runner.ran == [generate.workload_name(2, i) for i in range(count)]
+    assert campaign.workloads == count and runner.boots == -(-count // batch)
+    assert sum(campaign.coverage.values()) > 0
+
+
+def runconfig_for_series_none():  # type: ignore[no-untyped-def]
+    from harness import runconfig
+
+    return runconfig.load(CONFIGS / "thp.yaml")

@@ -13,6 +13,7 @@ fell back, ...) are counted apart and never reported as findings.
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 import resource
 import signal
@@ -111,6 +112,10 @@ class Timing:
 # --- the guest runner --------------------------------------------------------------------------
 
 
+# A workload parsed and predicted: the model's result, or the error the model raised.
+Prepared = tuple[Doc, workload.Scenario, "ModelResult | HarnessError"]
+
+
 class GuestRunner:
     """Runs workloads in guests of one kernel, many per boot, booting again after a crash."""
 
@@ -136,26 +141,38 @@ class GuestRunner:
         self.qemu_command: str | None = None
         work.mkdir(parents=True, exist_ok=True)
 
-    def run(self, docs: list[Doc], keep_logs: bool = False) -> list[Outcome]:
-        """Outcomes in the order of docs; names must be unique among them."""
-        outcomes: dict[str, Outcome] = {}
-        pending: list[tuple[Doc, workload.Scenario, ModelResult]] = []
+    def prepare(self, docs: list[Doc]) -> list[Prepared]:
+        """Parse and predict each workload (no guest): what run_prepared needs."""
+        prepared: list[Prepared] = []
         for doc in docs:
             t = time.monotonic()
             scenario = generate.validate(doc)
             self.timing.generate += time.monotonic() - t
             t = time.monotonic()
             try:
-                prediction = model.predict(scenario)
+                prepared.append((doc, scenario, model.predict(scenario)))
             except HarnessError as exc:
-                outcomes[doc["name"]] = Outcome(
-                    doc["name"], doc, scenario, "model-error",
-                    f"model-error-{_words(str(exc).split('the model failed:')[-1])}", str(exc),
-                )  # fmt: skip
-                continue
+                prepared.append((doc, scenario, exc))
             finally:
                 self.timing.model += time.monotonic() - t
-            pending.append((doc, scenario, prediction))
+        return prepared
+
+    def run(self, docs: list[Doc], keep_logs: bool = False) -> list[Outcome]:
+        """Outcomes in the order of docs; names must be unique among them."""
+        return self.run_prepared(self.prepare(docs), keep_logs)
+
+    def run_prepared(self, prepared: list[Prepared], keep_logs: bool = False) -> list[Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        pending: list[tuple[Doc, workload.Scenario, ModelResult]] = []
+        for doc, scenario, prediction in prepared:
+            if isinstance(prediction, HarnessError):
+                outcomes[doc["name"]] = Outcome(
+                    doc["name"], doc, scenario, "model-error",
+                    f"model-error-{_words(str(prediction).split('the model failed:')[-1])}",
+                    str(prediction),
+                )  # fmt: skip
+            else:
+                pending.append((doc, scenario, prediction))
         while pending:
             done = self._boot(pending, keep_logs)
             if not done:
@@ -166,7 +183,7 @@ class GuestRunner:
             for outcome in done:
                 outcomes[outcome.name] = outcome
             pending = [p for p in pending if p[0]["name"] not in outcomes]
-        return [outcomes[doc["name"]] for doc in docs]
+        return [outcomes[doc["name"]] for doc, _, _ in prepared]
 
     def _boot(
         self, batch: list[tuple[Doc, workload.Scenario, ModelResult]], keep_logs: bool
@@ -541,39 +558,66 @@ def _campaign(cfg: runconfig.RunConfig, campaign: Campaign, runner: GuestRunner,
     # report such workloads as skipped.
     whole_folio = cfg.kernel.series is not None
     deadline = campaign.started + options.seconds if options.seconds is not None else None
-    while True:
-        if options.count is not None and campaign.workloads >= options.count:
-            break
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        if options.stop_on_find and campaign.found:
-            break
+
+    def make_batch(first: int, size: int) -> list[Prepared]:
+        docs = [
+            generate.generate_doc(options.seed, i, whole_folio) for i in range(first, first + size)
+        ]
+        return runner.prepare(docs)
+
+    def next_size() -> int:
         size = options.batch
         if options.count is not None:
-            size = min(size, options.count - campaign.workloads)
-        t = time.monotonic()
-        docs = []
-        for i in range(index, index + size):
-            doc, scenario = generate.generate(options.seed, i, whole_folio)
-            campaign.coverage.update(generate.coverage(scenario))
-            docs.append(doc)
-        runner.timing.generate += time.monotonic() - t
-        index += size
-        outcomes = runner.run(docs)
-        campaign.workloads += len(outcomes)
-        for outcome in outcomes:
-            campaign.counts[outcome.status] += 1
-            if outcome.status == "environment":
-                campaign.environment.append({"workload": outcome.name, "reason": outcome.reason})
-            elif outcome.status in FOUND:
-                _found(cfg, campaign, runner, outcome, say)
-        elapsed = time.monotonic() - campaign.started
-        say(
-            f"fuzz: {campaign.workloads} workloads in {elapsed:.0f}s "
-            f"({campaign.workloads / elapsed * 3600:.0f}/hour), {runner.boots} boots; "
-            f"found {sum(campaign.counts[s] for s in FOUND)}, "
-            f"environment {campaign.counts['environment']}"
-        )
+            size = min(size, options.count - campaign.workloads - queued[0])
+        return size
+
+    # The next batch is generated and predicted while the guest runs this one: the harness
+    # and QEMU use a core each instead of taking turns.
+    queued = [0]  # workloads handed to the generator and not yet run
+    ahead = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    upcoming: concurrent.futures.Future[list[Prepared]] | None = None
+    try:
+        while True:
+            if options.count is not None and campaign.workloads >= options.count:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if options.stop_on_find and campaign.found:
+                break
+            if upcoming is None:
+                size = next_size()
+                upcoming = ahead.submit(make_batch, index, size)
+                index += size
+                queued[0] += size
+            batch = upcoming.result()
+            upcoming = None
+            size = next_size()
+            if size > 0 and (deadline is None or time.monotonic() < deadline):
+                upcoming = ahead.submit(make_batch, index, size)
+                index += size
+                queued[0] += size
+            outcomes = runner.run_prepared(batch)
+            campaign.workloads += len(outcomes)
+            queued[0] -= len(batch)
+            for outcome in outcomes:
+                campaign.counts[outcome.status] += 1
+                if outcome.scenario is not None:
+                    campaign.coverage.update(generate.coverage(outcome.scenario))
+                if outcome.status == "environment":
+                    campaign.environment.append(
+                        {"workload": outcome.name, "reason": outcome.reason}
+                    )
+                elif outcome.status in FOUND:
+                    _found(cfg, campaign, runner, outcome, say)
+            elapsed = time.monotonic() - campaign.started
+            say(
+                f"fuzz: {campaign.workloads} workloads in {elapsed:.0f}s "
+                f"({campaign.workloads / elapsed * 3600:.0f}/hour), {runner.boots} boots; "
+                f"found {sum(campaign.counts[s] for s in FOUND)}, "
+                f"environment {campaign.counts['environment']}"
+            )
+    finally:
+        ahead.shutdown(wait=False, cancel_futures=True)
 
 
 def _found(cfg: runconfig.RunConfig, campaign: Campaign, runner: GuestRunner, outcome: Outcome,
