@@ -165,10 +165,14 @@ def compare_probe(
         fv.observed["pmd_mapped"] = _pmd_mapped(observed, folio.va)
         verdict.folios.append(fv)
 
-    for vma in pred.vmas:
-        verdict.problems += _compare_vma(vma, observed)
-
+    vma_problems = [problem for vma in pred.vmas for problem in _compare_vma(vma, observed)]
     outcomes = {f.verdict for f in verdict.folios}
+    if vma_problems and _collapsed(env_causes) and "environment" in outcomes:
+        # smaps follows the folios khugepaged made: PMD-mapped kB the model never mapped.
+        vma_problems = [f"{problem} (khugepaged collapsed)" for problem in vma_problems]
+        verdict.folios[0].problems += vma_problems
+    else:
+        verdict.problems += vma_problems
     if verdict.problems or "fail" in outcomes:
         verdict.verdict = "fail"
     elif "environment" in outcomes:
@@ -286,8 +290,19 @@ def _compare_folio(
 
     if fv.problems:
         smaller = observed_order is not None and observed_order < folio.order
-        fv.verdict = "environment" if (smaller or len(heads) > 1) and env_causes else "fail"
+        # khugepaged is parked in the guest, but a fresh khugepaged thread (THP enabled
+        # again after "never") or the first mm it is given scans once at once
+        # (khugepaged_wait_work): a folio bigger than the model's is its collapse.
+        bigger = observed_order is not None and observed_order > folio.order
+        environmental = ((smaller or len(heads) > 1) and env_causes) or (
+            bigger and _collapsed(env_causes)
+        )
+        fv.verdict = "environment" if environmental else "fail"
     return fv
+
+
+def _collapsed(env_causes: list[str]) -> bool:
+    return any(cause.startswith("thp_collapse_alloc") for cause in env_causes)
 
 
 def _index_runs(pairs: list[tuple[int, int | None]]) -> list[list[Any]]:
@@ -544,8 +559,10 @@ def render_probe_diff(pv: ProbeVerdict, scenario: workload.Scenario | None = Non
         # A run of folios none of whose pages the guest shows (a mapping that failed, a
         # range never faulted) is one line, not one block per 4K folio.
         j = i
-        while j < len(bad) and _wholly_absent(bad[j]) and (
-            j == i or bad[j].va == _folio_end(bad[j - 1])
+        while (
+            j < len(bad)
+            and _wholly_absent(bad[j])
+            and (j == i or bad[j].va == _folio_end(bad[j - 1]))
         ):
             j += 1
         if j - i > 1:
