@@ -1712,12 +1712,11 @@ static void emit_vmstat(const char *when)
 		if (!sp)
 			continue;
 		*sp = '\0';
-		/* zero counters are left out: every byte crosses a UART */
-		if ((!strncmp(line, "thp_", 4) ||
-		     !strncmp(line, "pgscan_", 7) ||
-		     !strncmp(line, "allocstall_", 11) ||
-		     !strcmp(line, "nr_anon_transparent_hugepages") ||
-		     !strcmp(line, "nr_shmem_hugepages")) && strcmp(sp + 1, "0"))
+		if (!strncmp(line, "thp_", 4) ||
+		    !strncmp(line, "pgscan_", 7) ||
+		    !strncmp(line, "allocstall_", 11) ||
+		    !strcmp(line, "nr_anon_transparent_hugepages") ||
+		    !strcmp(line, "nr_shmem_hugepages"))
 			fprintf(m, " %s=%s", line, sp + 1);
 	}
 	free(text);
@@ -1733,7 +1732,7 @@ static void emit_vmstat(const char *when)
 		else
 			*nl = '\0';
 		if (sscanf(line, "%63s calls=%llu pages=%llu", name, &calls,
-			   &pages) == 3 && calls)
+			   &pages) == 3)
 			fprintf(m, " rmap.%s.calls=%llu rmap.%s.pages=%llu",
 				name, calls, name, pages);
 	}

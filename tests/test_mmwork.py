@@ -265,11 +265,9 @@ def test_anon_thp_probe(mmwork: Path, tmp_path: Path, pfns: None, thp: None) -> 
     assert (start, end, rss_kb) == (ARENA, ARENA + 4 * M, 4096)
     assert anon_huge_kb >= 2048
     begin, end_ = run.vmstat["begin"], run.vmstat["end"]
-    # Only non-zero counters are sent; the THP this scenario faulted is one of them.
-    assert end_["nr_anon_transparent_hugepages"] >= 1
-    assert all(k.startswith("thp_") or k.startswith("nr_") for k in begin | end_)
-    assert all(v != 0 for v in (begin | end_).values())
-    assert end_["thp_fault_alloc"] > begin.get("thp_fault_alloc", 0)
+    assert "nr_anon_transparent_hugepages" in begin
+    assert all(k.startswith(("thp_", "nr_", "pgscan_", "allocstall_")) for k in begin)
+    assert end_["thp_fault_alloc"] > begin["thp_fault_alloc"]
 
 
 def test_munmap_then_probe_not_present(mmwork: Path, tmp_path: Path, pfns: None) -> None:
