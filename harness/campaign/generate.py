@@ -27,7 +27,7 @@ from harness.formats.workload_yaml import Doc, dump_docs, parse_docs, size_text
 from harness.workload import ARENA, PAGE_SIZE, Scenario
 
 # Bump when a change makes the same seed produce different workloads.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 PAGE = PAGE_SIZE
 MIB = 1 << 20
@@ -251,9 +251,16 @@ class _Walk:
         kind = "shmem" if shared else ("private-file" if fname else "anon")
         self.procs[proc].maps[name] = _Map(at, length, [(at, at + length)], kind)
         self.emit("mmap", args)
+        m = self.procs[proc].maps[name]
         if self.rng.random() < 0.5:
-            self.emit("madvise", self.ranged(proc, name, self.procs[proc].maps[name], at,
-                                             at + length, advice="hugepage"))  # fmt: skip
+            self.emit("madvise", self.ranged(proc, name, m, at, at + length, advice="hugepage"))
+        if kind == "private-file" and prot == "rw" and self.rng.random() < 0.5:
+            # Copy-on-write of file pages: read them in (fault-around maps a run of the
+            # folio), then write some, each write replacing a file page by an anon copy.
+            lo, hi = self.subrange(at, at + length)
+            self.emit("touch", self.ranged(proc, name, m, lo, hi))
+            lo, hi = self.subrange(lo, hi)
+            self.emit("touch", self.ranged(proc, name, m, lo, hi, write=True))
         return True
 
     def _map_op(self) -> tuple[str, str, _Map] | None:
