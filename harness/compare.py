@@ -292,11 +292,9 @@ def _compare_folio(
         smaller = observed_order is not None and observed_order < folio.order
         # khugepaged is parked in the guest, but a fresh khugepaged thread (THP enabled
         # again after "never") or the first mm it is given scans once at once
-        # (khugepaged_wait_work): a folio bigger than the model's is its collapse.
-        bigger = observed_order is not None and observed_order > folio.order
-        environmental = ((smaller or len(heads) > 1) and env_causes) or (
-            bigger and _collapsed(env_causes)
-        )
+        # (khugepaged_wait_work). What it collapsed the model cannot know: a bigger folio
+        # (anon), or pages gone from the page tables (collapse_file retracts them).
+        environmental = ((smaller or len(heads) > 1) and env_causes) or _collapsed(env_causes)
         fv.verdict = "environment" if environmental else "fail"
     return fv
 
