@@ -431,3 +431,13 @@ def test_a_panic_ends_the_boot_and_the_rest_run_in_the_next(tmp_path: Path) -> N
     assert all(o.status == "error" for i, o in enumerate(outcomes) if i != 2)
     # A boot with a finding keeps its logs; the culprit's is there to read.
     assert (tmp_path / "console-1.log").exists()
+
+
+def test_a_bad_page_is_named_by_its_reason() -> None:
+    """The planted bug's splat (console of a real boot): the reason, not dump_stack."""
+    from harness import console
+
+    log = Path(__file__).parent / "data" / "fuzz" / "planted-bad-page.log"
+    report = console.parse_console(log.read_text().splitlines())
+    (splat,) = report.splats
+    assert fuzz._splat_signature(splat) == "bad_page-nonzero-pt_mapcount"

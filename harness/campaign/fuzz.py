@@ -313,13 +313,25 @@ def _words(text: str, limit: int = 4) -> str:
     return "-".join(words).lower() or "unknown"
 
 
+# Frames every splat's trace starts with: they say how it was reported, not where.
+_REPORTING_FRAMES = frozenset({
+    "dump_stack_lvl", "dump_stack", "dump_page", "bad_page", "__warn", "warn_slowpath_fmt",
+    "report_bug", "handle_bug", "exc_invalid_op", "asm_exc_invalid_op", "panic",
+    "show_stack", "show_trace_log_lvl",
+})  # fmt: skip
+
+
 def _splat_signature(splat: Splat) -> str:
-    """kind-function: the function named by RIP or at the top of the call trace."""
+    """kind-what: a bad page's reason, else the function RIP or the trace names."""
+    for line in splat.excerpt:
+        if m := re.search(r"page dumped because: (.+)", line):
+            return f"{splat.kind}-{_words(m.group(1), 4)}"
     for line in splat.excerpt:
         if m := re.search(r"RIP: \w+:([\w.]+)\+", line):
             return f"{splat.kind}-{m.group(1)}"
     for entry in splat.call_trace:
-        if not entry.startswith("?") and (m := re.match(r"([\w.]+)\+0x", entry)):
+        m = re.match(r"([\w.]+)\+0x", entry)
+        if not entry.startswith("?") and m and m.group(1) not in _REPORTING_FRAMES:
             return f"{splat.kind}-{m.group(1)}"
     return splat.kind
 
