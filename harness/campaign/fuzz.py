@@ -219,9 +219,11 @@ class GuestRunner:
         done: list[Outcome] = []
         for doc, scenario, prediction in batch:
             recs = by_name.get(scenario.name)
-            ran = recs is not None or scenario.name == culprit
-            if not ran and booted.outcome != "done":
-                continue  # not reached before the guest died: next boot
+            complete = recs is not None and recs.complete
+            if scenario.name != culprit and not complete and booted.outcome != "done":
+                # Not reached before the guest died, or its records were still in the
+                # UART when it did (they go out after the workload ends): next boot.
+                continue
             verdict = compare.judge(scenario, recs, console, booted, prediction)
             outcome = _classify(doc, scenario, verdict, console, booted)
             outcome.boot = n
