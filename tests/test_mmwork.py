@@ -254,7 +254,7 @@ def test_anon_thp_probe(mmwork: Path, tmp_path: Path, pfns: None, thp: None) -> 
     assert anon_huge_kb >= 2048
     begin, end_ = run.vmstat["begin"], run.vmstat["end"]
     assert "nr_anon_transparent_hugepages" in begin
-    assert all(k.startswith("thp_") or k.startswith("nr_") for k in begin)
+    assert all(k.startswith(("thp_", "nr_", "pgscan_", "allocstall_")) for k in begin)
     assert end_["thp_fault_alloc"] > begin["thp_fault_alloc"]
 
 
@@ -607,9 +607,8 @@ def test_mount_tmpfs_huge(mmwork: Path, tmp_path: Path, pfns: None) -> None:
         subprocess.run(["umount", str(mnt)], capture_output=True)
     assert_ran_ok(run)
     assert run.records("@SETUP") == [f"@SETUP {mnt} ok"]
-    assert len(mounted) == 1
-    fs, options = mounted[0].split(" ")[2], mounted[0].split(" ")[3]
-    assert fs == "tmpfs" and "size=16384k" in options and "huge=always" in options
+    # A scenario leaves nothing mounted for the next one; huge=always shows in the folios.
+    assert mounted == []
     pages = run.probes["h"].pages
     assert all(p.present and p.pagemap & PM_FILE for p in pages)
     if pages[0].order != 9:
