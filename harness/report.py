@@ -79,7 +79,8 @@ class Progress:
             return
         live = RichProgress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=Console(file=self._out), transient=True,
+            TimeElapsedColumn(), transient=True,
+            console=Console(file=self._out, force_terminal=True),  # fancy: a terminal
         )  # fmt: skip
         with live:
             self._live = live

@@ -182,15 +182,16 @@ def folio_svg(folio: dict[str, Any], vmas: list[dict[str, Any]]) -> str:
 
     top, bottom = y_model - bar_h - 3, y_kernel + strip_h + 9
     end_va = page0_va + npages * PAGE
-    for vma in vmas:
-        for edge, what in ((_va(vma["start"]), "starts"), (_va(vma["end"]), "ends")):
-            if page0_va < edge < end_va:
-                x = left + (edge - page0_va) // PAGE * cell
-                out.append(
-                    f'<line class="vma-edge" x1="{x:.2f}" y1="{top}" x2="{x:.2f}" y2="{bottom}" '
-                    f'stroke="#cf222e" stroke-width="1.5"><title>VMA {what} at 0x{edge:x}'
-                    "</title></line>"
-                )
+    # One line per boundary: where two VMAs touch, one's end is the other's start.
+    edges = sorted({_va(v[k]) for v in vmas for k in ("start", "end")})
+    for edge in edges:
+        if page0_va < edge < end_va:
+            x = left + (edge - page0_va) // PAGE * cell
+            out.append(
+                f'<line class="vma-edge" x1="{x:.2f}" y1="{top}" x2="{x:.2f}" y2="{bottom}" '
+                f'stroke="#cf222e" stroke-width="1.5"><title>VMA boundary at 0x{edge:x}'
+                "</title></line>"
+            )
     boundary = (page0_va // PMD_SIZE + 1) * PMD_SIZE
     while boundary < end_va:
         x = left + (boundary - page0_va) // PAGE * cell

@@ -165,7 +165,9 @@ def render_data(report: RunReport, run_dir: Path | None = None) -> dict[str, Any
     return {
         "version": VERSION,
         "checkouts": list(checkouts.values()),
-        "builds": [_build(report, k, run_dir) for k in report.kernels],
+        # Two labels on one build key are one build (the same kernel, cached).
+        "builds": list({b["id"]: b for b in (_build(report, k, run_dir)
+                                             for k in report.kernels)}.values()),
         "tests": _tests(report),
     }
 
