@@ -436,12 +436,17 @@ def _header(report: RunReport) -> str:
         built = "cached" if k.cached else (f"built in {k.build_seconds:.0f} s"
                                            if k.build_seconds else "")  # fmt: skip
         label = "kernel" if k.label == "kernel" else f"kernel {k.label}"
-        rows.append((label, f"Linux {k.version}{series}; {k.config}; "
-                     f"build {k.build_key} {built}".strip()))  # fmt: skip
+        parts = [f"Linux {k.version}{series}", k.config,
+                 f"build {k.build_key} {built}".replace("  ", " ").strip()]  # fmt: skip
+        rows.append((label, "; ".join(p for p in parts if p and p != "build")))
     if report.machine:
         m = report.machine
-        rows.append(("machine", f"QEMU {m.get('accel', '?')}, {m.get('cpus_requested', '?')} "
-                     f"CPUs, {m.get('memory_mb', '?')} MiB; {m.get('outcome', '')}"))  # fmt: skip
+        known = [f"QEMU {m['accel']}" if m.get("accel") else "QEMU",
+                 f"{m['cpus_requested']} CPUs" if m.get("cpus_requested") else "",
+                 f"{m['memory_mb']} MiB" if m.get("memory_mb") else "",
+                 f"guest {m['uname']}" if m.get("uname") else "",
+                 m.get("outcome") or ""]  # fmt: skip
+        rows.append(("machine", ", ".join(k for k in known if k)))
     if report.error:
         rows.append(("error", report.error))
     body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows if v)
