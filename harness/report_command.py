@@ -33,7 +33,7 @@ def main(run: str, results_root: Path, want_html: bool, want_kcidb: bool) -> int
         sys.stdout.write(kcidb.render(data, run_dir))
         return 0
     if want_html:
-        print(html.write(run_dir, data))
+        print(write.write_one(html.write, run_dir, data))
         return 0
     for path in write.write_all(run_dir, data):
         print(path)

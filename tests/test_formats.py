@@ -247,15 +247,24 @@ def test_folio_picture_draws_mappings_boundaries_and_differences() -> None:
 
 
 def test_counts_chart_and_night_trend() -> None:
+    # One folio seen by the parent, then by the child at another address after mremap: one
+    # chart (the guest's head PFN names the folio); the order-0 folio gets none.
     scenario = {"probes": [
-        {"label": "a", "folios": [{"process": "m", "va": "0x1", "expected": {"W": 1, "T": 512,
-          "E": 1, "kind": "anon"}, "observed": {"W": 1, "T": 512, "E": 1}}]},
-        {"label": "b", "folios": [{"process": "m", "va": "0x1", "expected": {"W": 2, "T": 512,
-          "E": 0, "kind": "anon"}, "observed": {"W": 3, "T": 512, "E": 0}}]},
+        {"label": "a", "folios": [
+            {"process": "m", "va": "0x200000", "order": 9, "expected": {"P": [[0, 512, 1]],
+             "W": 1, "T": 512, "E": 1, "kind": "anon"},
+             "observed": {"W": 1, "T": 512, "E": 1, "head_pfn": [3072]}},
+            {"process": "m", "va": "0x600000", "order": 0, "expected": {"P": [[0, 1, 1]],
+             "W": 1, "T": 1, "E": 0, "kind": "anon"}, "observed": {"head_pfn": [99]}}]},
+        {"label": "b", "folios": [
+            {"process": "c", "va": "0x900000", "order": 9, "expected": {"P": [[256, 256, 1]],
+             "W": 2, "T": 512, "E": 0, "kind": "anon"},
+             "observed": {"W": 3, "T": 512, "E": 0, "head_pfn": [3072]}}]},
     ]}  # fmt: skip
     chart = html.counts_chart(scenario)
+    assert chart.count('class="chart"') == 1 and "folio pfn 3072, order 9" in chart
     assert chart.count("<polyline") == 6  # W, T, E for model and kernel
-    assert "<title>W=3 (kernel)</title>" in chart
+    assert "<title>W=3 (kernel)</title>" in chart and "<title>W=2 (model)</title>" in chart
     nights = [
         {"date": "2026-12-03", "verdict": "pass",
          "cells": [{"name": "thp", "verdict": "pass"}, {"name": "series", "verdict": "pass"}]},

@@ -31,9 +31,15 @@ STATUS_COLOUR = {
     "error": "#bc4c00", "environment": "#9a6700", "skip": "#6e7781", "not-run": "#6e7781",
 }  # fmt: skip
 # P -> colour: absent, 0, 1, 2, 3, 4+; negative (an underflow) stands out in amber.
-P_COLOURS = ["#ffffff", "#e5e7eb", "#93c5fd", "#3b82f6", "#1d4ed8", "#172554"]
+P_COLOURS = ["#ffffff", "#c4c9d0", "#93c5fd", "#3b82f6", "#1d4ed8", "#172554"]
 P_NEGATIVE = "#f59e0b"
-OUT_OF_RANGE = "#f6f8fa"
+OUT_OF_RANGE = "url(#outside)"  # hatched: the probe did not cover these pages
+# Defined once per page; every folio picture's strips refer to it.
+DEFS = ('<svg width="0" height="0" style="position:absolute" aria-hidden="true"><defs>'
+        '<pattern id="outside" width="6" height="6" patternUnits="userSpaceOnUse" '
+        'patternTransform="rotate(45)"><rect width="6" height="6" fill="#ffffff"/>'
+        '<line x1="0" y1="0" x2="0" y2="6" stroke="#d0d7de" stroke-width="2"/></pattern>'
+        "</defs></svg>")  # fmt: skip
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1180px;
@@ -230,7 +236,11 @@ def _legend() -> str:
              ("P=2", P_COLOURS[3]), ("P=3", P_COLOURS[4]), ("P\u22654", P_COLOURS[5]),
              ("P<0", P_NEGATIVE), ("outside the probe", OUT_OF_RANGE),
              ("PMD", "#8250df"), ("PTE", "#0a7ea4"), ("P differs", "#cf222e")]  # fmt: skip
-    spans = "".join(f'<span style="background:{c}"></span>{esc(n)}' for n, c in items)
+    hatch = "repeating-linear-gradient(45deg,#fff 0 3px,#d0d7de 3px 5px)"
+    spans = "".join(
+        f'<span style="background:{hatch if c == OUT_OF_RANGE else c}"></span>{esc(n)}'
+        for n, c in items
+    )
     return (f'<p class="legend">{spans}; red line: VMA boundary; dashed line: page-table '
             "boundary (2 MiB)</p>")
 
@@ -244,17 +254,30 @@ def counts_chart(scenario: dict[str, Any]) -> str:
     """One small chart per folio (by process and address): W, T and E at each probe, the
     model's as dashed lines, the kernel's as solid lines with dots."""
     probes = scenario.get("probes") or []
-    keys: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
+    # T, E and W belong to the folio, not to a process or an address: a forked folio seen
+    # by the parent and then by the child, or a folio half mremapped away, is one line. The
+    # guest's head PFN names it; without one, the address its page 0 would have.
+    keys: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    if len(probes) < 2:
+        return ""  # one probe is no trend: the table beside each picture has the values
     for n, probe in enumerate(probes):
         for folio in probe.get("folios") or []:
-            if (folio.get("expected") or {}).get("kind") == "zero":
+            # Large folios only: the zero page and small folios have T = P, E = 0, W = 1.
+            if (folio.get("expected") or {}).get("kind") == "zero" or not folio.get("order"):
                 continue
-            keys.setdefault((folio["process"], folio["va"]), []).append((n, folio))
+            runs = (folio.get("expected") or {}).get("P") or [[0]]
+            heads = (folio.get("observed") or {}).get("head_pfn") or []
+            key = (f"folio pfn {heads[0]}" if len(heads) == 1
+                   else f"folio at 0x{_va(folio['va']) - runs[0][0] * PAGE:x}")  # fmt: skip
+            points = keys.setdefault(f"{key}, order {folio['order']}", [])
+            if not points or points[-1][0] != n:
+                points.append((n, folio))
     if not probes or not keys:
         return ""
     charts = []
-    for (process, va), points in list(keys.items())[:8]:
-        charts.append(_one_chart(f"{process} {va}", [p.get("label", "") for p in probes], points))
+    labels = [p.get("label", "") for p in probes]
+    for title, points in list(keys.items())[:8]:
+        charts.append(_one_chart(title, labels, points))
     more = f"<p>({len(keys) - 8} more folios not charted)</p>" if len(keys) > 8 else ""
     legend = " ".join(f'<b style="color:{c}">{n}</b>' for n, c in SERIES)
     return (f'<div class="charts"><h4>{legend} across the probes (dashed: model, solid: '
@@ -293,11 +316,13 @@ def _one_chart(title: str, labels: list[str], points: list[tuple[int, dict[str, 
             out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" '
                        f'stroke-width="1.6"{dash}><title>{k} ({side})</title>'
                        "</polyline>")  # fmt: skip
-            if side == "observed":
-                for i, v in pts:
-                    x, y = xy(i, v)
-                    out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}">'
-                               f"<title>{k}={v} (kernel)</title></circle>")  # fmt: skip
+            who = "kernel" if side == "observed" else "model"
+            fill = colour if side == "observed" else "#ffffff"
+            for i, v in pts:  # dots too: a folio seen by one probe has no line
+                x, y = xy(i, v)
+                out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{fill}" '
+                           f'stroke="{colour}"><title>{k}={v} ({who})</title>'
+                           "</circle>")  # fmt: skip
     out.append("</svg>")
     return "".join(out)
 
@@ -473,7 +498,7 @@ def render(report: RunReport) -> str:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>folio-harness {esc(report.run_id)}: {esc(report.verdict)}</title>"
-        f"<style>{CSS}</style></head><body>"
+        f"<style>{CSS}</style></head><body>{DEFS}"
         f"{_header(report)}{trend_chart(report.nights)}{_verdict_table(report)}{legend}"
         f"{''.join(sections)}"
         + (f"<h2>Files</h2><ul>{files}</ul>" if files else "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.formats import cases, html, junit, kcidb, ktap_out
@@ -18,4 +20,15 @@ def write_all(run_dir: Path, report: RunReport | None = None) -> list[Path]:
     written atomically, so a reader never sees half of one.
     """
     report = report or cases.load(run_dir)
-    return [writer(run_dir, report) for writer in WRITERS]
+    return [write_one(writer, run_dir, report) for writer in WRITERS]
+
+
+def write_one(writer: Callable[[Path, RunReport], Path], run_dir: Path,
+              report: RunReport) -> Path:  # fmt: skip
+    """One format; readable as the umask says (atomic writes start as mkstemp's 0600), for
+    these files are meant to be shared: served, attached, uploaded."""
+    path = writer(run_dir, report)
+    mask = os.umask(0)
+    os.umask(mask)
+    path.chmod(0o666 & ~mask)
+    return path
