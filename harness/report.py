@@ -19,8 +19,10 @@ from harness import cache
 
 
 class Bar:
-    """One counted activity (make's steps, the guest's scenarios): a rich progress bar on a
-    terminal, an occasional plain line otherwise, so CI logs stay readable."""
+    """One counted activity (make's steps, the guest's scenarios or tests, a campaign's
+    runs): a rich progress bar on a terminal, an occasional plain line otherwise, so CI logs
+    stay readable. Use it as `with progress.bar("fuzz: programs", 200) as bar:
+    bar.advance()`; `progress.say` lines print above the bar meanwhile."""
 
     PLAIN_EVERY = 30.0  # seconds between plain progress lines
 

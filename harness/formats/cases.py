@@ -156,7 +156,7 @@ def load(run_dir: Path) -> RunReport:
     meta_path = run_dir / "metadata.json"
     metadata = _read_json(meta_path) if meta_path.exists() else {}
     if results.get("selftests") is not None:
-        report = from_selftests(results, metadata)
+        report = from_selftests(results, metadata, run_dir)
     else:
         report = from_scenarios(results, metadata, run_dir)
     report.files = sorted(
@@ -188,7 +188,11 @@ def _kernel_from(results: dict[str, Any], metadata: dict[str, Any]) -> Kernel:
         config_sha256=k.get("config_sha256", ""),
         toolchain=k.get("toolchain", ""),
         cached=k.get("cached"),
-        build_seconds=(metadata.get("phase_seconds") or {}).get("build", make),
+        # A cached kernel was built by an earlier run: this run's build phase took no time
+        # worth reporting as the build's duration.
+        build_seconds=None if k.get("cached") else (metadata.get("phase_seconds") or {}).get(
+            "build", make
+        ),
         build_log="build.log",
         status=_build_status(k, results.get("error")),
     )
@@ -336,11 +340,21 @@ def _tap_cases(cases: list[dict[str, Any]]) -> list[Case]:
     return out
 
 
-def _test_case(r: dict[str, Any], kernel: str, run_id: str = "") -> Case:
+def _output_tail(run_dir: Path | None, rel: str | None, limit: int = 40) -> str:
+    """The last lines a test printed (its tests/<name>.log), for a case that did not pass."""
+    if run_dir is None or not rel or not (run_dir / rel).is_file():
+        return ""
+    lines = (run_dir / rel).read_bytes().decode(errors="replace").splitlines()
+    return "\n".join(lines[-limit:])
+
+
+def _test_case(r: dict[str, Any], kernel: str, run_dir: Path | None = None) -> Case:
+    status = _SELFTEST_STATUS.get(r.get("outcome", ""), "error")
     return Case(
         r["name"] if not kernel else f"{r['name']} ({kernel})",
-        _SELFTEST_STATUS.get(r.get("outcome", ""), "error"),
+        status,
         message=r.get("reason") or "",
+        console=_output_tail(run_dir, r.get("output")) if status not in ("pass", "skip") else "",
         subtests=_tap_cases(r.get("cases") or []),
         seconds=r.get("seconds"),
         kernel=kernel,
@@ -351,7 +365,9 @@ def _test_case(r: dict[str, Any], kernel: str, run_id: str = "") -> Case:
     )  # fmt: skip
 
 
-def from_selftests(results: dict[str, Any], metadata: dict[str, Any]) -> RunReport:
+def from_selftests(
+    results: dict[str, Any], metadata: dict[str, Any], run_dir: Path | None = None
+) -> RunReport:
     """A selftests run: one case per test; in compare mode one per test with the baseline's
     and the patched kernel's runs as its subtests, failed when it is a regression."""
     st = results["selftests"]
@@ -365,14 +381,15 @@ def from_selftests(results: dict[str, Any], metadata: dict[str, Any]) -> RunRepo
             series_identity=rec.get("series_identity"), build_key=b.get("key", ""),
             config="+".join(Path(f).name for f in rec.get("fragments", [])),
             config_sha256=b.get("config_sha256", ""), toolchain=b.get("toolchain", ""),
-            cached=b.get("cached"), build_seconds=sum((b.get("seconds") or {}).values()) or None,
+            cached=b.get("cached"),
+            build_seconds=None if b.get("cached") else sum((b.get("seconds") or {}).values()),
             build_log=f"{label}/build.log", status="pass" if b else "fail",
         ))  # fmt: skip
         per_kernel[label] = {r["name"]: r for r in rec.get("results") or []}
     cases: list[Case] = []
     if st.get("mode") == "compare":
         for pair in st.get("table") or []:
-            subs = [_test_case(per_kernel[k][pair["name"]], k)
+            subs = [_test_case(per_kernel[k][pair["name"]], k, run_dir)
                     for k in per_kernel if pair["name"] in per_kernel[k]]  # fmt: skip
             regression = pair.get("change") == "regression"
             cases.append(Case(
@@ -388,7 +405,7 @@ def from_selftests(results: dict[str, Any], metadata: dict[str, Any]) -> RunRepo
     else:
         for r in st.get("table") or []:
             label = next(iter(per_kernel), "kernel")
-            cases.append(_test_case(per_kernel.get(label, {}).get(r["name"], r), ""))
+            cases.append(_test_case(per_kernel.get(label, {}).get(r["name"], r), "", run_dir))
     if not cases and results.get("error"):
         cases = [Case("run", "error", message=results["error"])]
     return RunReport(
