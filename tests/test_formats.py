@@ -143,7 +143,8 @@ def test_kcidb_validates_against_kcidb_io_schema(captured: Path) -> None:
     (build_,) = data["builds"]
     assert build_["checkout_id"] == checkout["id"] and build_["status"] == "PASS"
     assert build_["id"] == f"folio_harness:{results['kernel']['build_key']}"
-    assert checkout["git_commit_hash"] == results["kernel"]["head"]
+    assert checkout["misc"]["built_commit"] == results["kernel"]["head"]
+    assert checkout["tree_name"] == "linux-6.1.y"
     series = meta["inputs"]["series"]
     if series:
         joined = "".join(f"{p['sha256']}\n" for p in series["patches"])

@@ -24,7 +24,7 @@ MAX_EXCERPT = 16384  # the schema's maxLength for log_excerpt
 STATUS = {"pass": "PASS", "fail": "FAIL", "timeout": "FAIL", "crash": "FAIL", "error": "ERROR",
           "environment": "ERROR", "skip": "SKIP", "not-run": "MISS"}  # fmt: skip
 _BUILD_STATUS = {"pass": "PASS", "fail": "FAIL", "not-run": "MISS"}
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_STABLE = re.compile(r"^(\d+\.\d+)\.\d+")  # 6.1.192 -> the linux-6.1.y stable tree
 
 
 def path_segment(name: str) -> str:
@@ -66,18 +66,20 @@ def _build_id(report: RunReport, kernel: Kernel) -> str:
 def _checkout(report: RunReport, kernel: Kernel) -> dict[str, Any]:
     series = (f" + {Path(kernel.series).parent.name}/{Path(kernel.series).name} "
               f"({len(kernel.patches)} patches)") if kernel.series else ""  # fmt: skip
+    # The commit built is the harness's own import of the source with the series applied,
+    # not an upstream commit, so it goes to misc rather than git_commit_hash (which names
+    # the base a reader could check out).
     checkout: dict[str, Any] = {
         "id": _checkout_id(kernel),
         "origin": ORIGIN,
-        "tree_name": "linux-6.1.y",
         "patchset_hash": patchset_hash(kernel),
         "comment": f"Linux {kernel.version or '?'} from {kernel.source or '?'}{series}",
-        "misc": _no_nulls({"source": kernel.source, "series": kernel.series,
-                           "series_identity": kernel.series_identity,
+        "misc": _no_nulls({"source": kernel.source, "built_commit": kernel.head or None,
+                           "series": kernel.series, "series_identity": kernel.series_identity,
                            "patches": [p["path"] for p in kernel.patches]}),
     }  # fmt: skip
-    if _HEX40.match(kernel.head):
-        checkout["git_commit_hash"] = kernel.head
+    if m := _STABLE.match(kernel.version):
+        checkout["tree_name"] = f"linux-{m.group(1)}.y"
     if report.started:
         checkout["start_time"] = report.started
     if kernel.status == "pass":
