@@ -91,6 +91,18 @@ def test_ktap_of_failing_cases_carries_diagnostics_and_directives() -> None:
     assert stream.totals == {"pass": 1, "fail": 1, "xfail": 0, "xpass": 0, "skip": 2, "error": 1}
 
 
+def test_ktap_subtest_names_in_either_order() -> None:
+    # KUnit (6.1) names a nested list after its version line; older output before it. A
+    # result line without a description takes the nested list's name either way.
+    kunit = ["KTAP version 1", "1..2", "    KTAP version 1", "    # Subtest: suite_a",
+             "    1..1", "    ok 1 case", "ok 1", "    # Subtest: suite_b",
+             "    KTAP version 1", "    1..1", "    not ok 1 case", "not ok 2"]  # fmt: skip
+    stream = ktap.parse(kunit)
+    assert [(c.description, c.status) for c in stream.cases] == [
+        ("suite_a", "pass"), ("suite_b", "fail")
+    ]  # fmt: skip
+
+
 # --- JUnit ---------------------------------------------------------------------------------
 
 

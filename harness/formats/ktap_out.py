@@ -1,8 +1,8 @@
 """KTAP version 1 writer: one test per case, nested subtests, diagnostics as '# ' lines.
 
-The layout is the kernel's (Documentation/dev-tools/ktap.rst), as KUnit prints it: a nested
-test list is indented four spaces, announced by '# Subtest: name', and closed by its
-parent's result line; harness/ktap.py reads it back.
+The layout is the kernel's (Documentation/dev-tools/ktap.rst), as 6.1's KUnit prints it: a
+nested test list is indented four spaces, opens with 'KTAP version 1' and '# Subtest: name',
+and is closed by its parent's result line; harness/ktap.py reads it back.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _case_lines(number: int, case: Case, depth: int) -> list[str]:
     lines: list[str] = []
     inner = pad + INDENT
     if case.subtests:
-        lines += [f"{inner}# Subtest: {_clean(case.name)}", f"{inner}KTAP version 1",
+        lines += [f"{inner}KTAP version 1", f"{inner}# Subtest: {_clean(case.name)}",
                   f"{inner}1..{len(case.subtests)}"]  # fmt: skip
         for i, sub in enumerate(case.subtests, 1):
             lines += _case_lines(i, sub, depth + 1)
