@@ -140,6 +140,8 @@ enum op {
 	OP_SPLIT,
 	OP_DROP_CACHES,
 	OP_PROBE,
+	OP_OPEN,
+	OP_RECALL,
 	NR_OPS,
 };
 
@@ -162,6 +164,8 @@ static const struct {
 	[OP_SPLIT]		= { "split", 6 },
 	[OP_DROP_CACHES]	= { "drop_caches", 3 },
 	[OP_PROBE]		= { "probe", 7 },
+	[OP_OPEN]		= { "open", 5 },
+	[OP_RECALL]		= { "recall", 8 },
 };
 
 enum file_kind { F_MEMFD, F_TMPFS };
@@ -194,8 +198,26 @@ struct file_def {
 	char name[NAME_LEN];
 	enum file_kind kind;
 	const char *path;
+	int of;			/* open: the file opened again, else -1 */
 	int fd;			/* coordinator's fd, -1 until created */
 };
+
+/*
+ * A page an earlier probe saw, which a later "recall" step looks at again
+ * by PFN: the coordinator notes it from the probe's @PAGE record as the
+ * record passes through to the output.
+ */
+#define MAX_REMEMBERED		64
+struct remembered {
+	char label[NAME_LEN];	/* the earlier probe */
+	uint64_t va;
+	int have;		/* the probe showed the page present */
+	uint64_t pfn, head;
+	int order;
+};
+static struct remembered remembered[MAX_REMEMBERED];
+static int nr_remembered;
+static const char *probing_label;	/* label of the probe running, or NULL */
 
 struct script {
 	const char *name;	/* "-" until the scenario line is read */
@@ -580,7 +602,77 @@ static int parse_file_step(struct parser *ps, struct line *l, char **tok)
 	copy_name(f->name, l->name);
 	f->kind = kind;
 	f->path = l->path;
+	f->of = -1;
 	f->fd = -1;
+	return 0;
+}
+
+/* "open <file> <of>": a second struct file of the inode of <of>. */
+static int parse_open_step(struct parser *ps, struct line *l, char **tok)
+{
+	struct script *s = ps->s;
+	char of[NAME_LEN];
+	struct file_def *f;
+	int i;
+
+	if (parse_name(ps, tok[0], "file", l->name) ||
+	    parse_name(ps, tok[1], "file", of))
+		return -1;
+	if (!strcmp(l->name, "anon"))
+		return perr(ps, "open: 'anon' is reserved");
+	if (file_index(s, l->name) >= 0)
+		return perr(ps, "file '%s' already exists", l->name);
+	i = file_index(s, of);
+	if (i < 0)
+		return perr(ps, "open: unknown file '%s'", of);
+	if (s->nfiles >= MAX_FILES)
+		return perr(ps, "more than %d files", MAX_FILES);
+	l->file = s->nfiles;
+	l->arg = (uint64_t)i;
+	f = &s->files[s->nfiles++];
+	copy_name(f->name, l->name);
+	f->kind = s->files[i].kind;
+	f->path = s->files[i].path;
+	f->of = i;
+	f->fd = -1;
+	return 0;
+}
+
+/*
+ * "recall <label> <of> <va> <file|anon> <index>": look again at the folio
+ * probe <of> saw at <va>; <index> is the page-cache index of <va> in <file>.
+ */
+static int parse_recall_step(struct parser *ps, struct line *l, char **tok)
+{
+	char of[NAME_LEN], fname[NAME_LEN];
+	int i;
+
+	if (parse_name(ps, tok[0], "label", l->name) ||
+	    parse_name(ps, tok[1], "label", of) ||
+	    parse_u64(ps, tok[2], "addr", &l->addr))
+		return -1;
+	if (strcmp(tok[3], "anon")) {
+		if (parse_name(ps, tok[3], "file", fname))
+			return -1;
+		l->file = file_index(ps->s, fname);
+		if (l->file < 0)
+			return perr(ps, "recall: unknown file '%s'", fname);
+	}
+	if (parse_u64(ps, tok[4], "index", &l->len))
+		return -1;
+	for (i = 0; i < nr_remembered; i++)
+		if (!strcmp(remembered[i].label, of) &&
+		    remembered[i].va == l->addr)
+			break;
+	if (i == nr_remembered) {
+		if (nr_remembered >= MAX_REMEMBERED)
+			return perr(ps, "more than %d recalled pages",
+				    MAX_REMEMBERED);
+		copy_name(remembered[i].label, of);
+		remembered[i].va = l->addr;
+		nr_remembered++;
+	}
+	l->arg = (uint64_t)i;
 	return 0;
 }
 
@@ -704,6 +796,10 @@ static int parse_step(struct parser *ps, struct line *l, char **tok,
 			return -1;
 		return parse_u64(ps, tok[2], "addr", &l->addr) ||
 		       parse_u64(ps, tok[3], "length", &l->len);
+	case OP_OPEN:
+		return parse_open_step(ps, l, tok);
+	case OP_RECALL:
+		return parse_recall_step(ps, l, tok);
 	case NR_OPS:
 		break;
 	}
@@ -991,6 +1087,7 @@ static int pfnwin_get(struct pfnwin *w, uint64_t pfn, int backward,
 }
 
 #define AUDIT "/sys/kernel/debug/folio_mapcount/audit"
+#define RMAP_STATS "/sys/kernel/debug/folio_mapcount/rmap_stats"
 #define AUDIT_MAX 4096		/* folios audited per probe, at most */
 
 struct probe_ctx {
@@ -1521,9 +1618,28 @@ static void emit_vmstat(const char *when)
 			continue;
 		*sp = '\0';
 		if (!strncmp(line, "thp_", 4) ||
+		    !strncmp(line, "pgscan_", 7) ||
+		    !strncmp(line, "allocstall_", 11) ||
 		    !strcmp(line, "nr_anon_transparent_hugepages") ||
 		    !strcmp(line, "nr_shmem_hugepages"))
 			fprintf(m, " %s=%s", line, sp + 1);
+	}
+	free(text);
+	/* The series' rmap call counters: "<op>_<level> calls=<n> pages=<n>". */
+	text = read_text(RMAP_STATS, &err);
+	for (line = text; line && *line; line = nl + 1) {
+		unsigned long long calls, pages;
+		char name[64];
+
+		nl = strchr(line, '\n');
+		if (!nl)
+			nl = line + strlen(line) - 1;
+		else
+			*nl = '\0';
+		if (sscanf(line, "%63s calls=%llu pages=%llu", name, &calls,
+			   &pages) == 3)
+			fprintf(m, " rmap.%s.calls=%llu rmap.%s.pages=%llu",
+				name, calls, name, pages);
 	}
 	fputc('\n', m);
 	fclose(m);
@@ -1636,6 +1752,48 @@ static void proc_lost(struct proc *p, const struct line *l)
 }
 
 /*
+ * Note the pages that recall steps will look at again from a probe's @PAGE
+ * records ("@PAGE <va> <pfn> <pagemap> <count> <flags> <head> <order> ...").
+ * A worker's data packet holds whole lines.
+ */
+static void note_pages(const char *buf, size_t len)
+{
+	char line[PKT_LINE_RESERVE], pfn[32], head[32], order[16];
+	const char *p = buf, *end = buf + len, *nl;
+	uint64_t va;
+	size_t n;
+	int i;
+
+	for (; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			break;
+		n = (size_t)(nl - p);
+		if (n < 6 || n >= sizeof(line) || memcmp(p, "@PAGE ", 6))
+			continue;
+		memcpy(line, p, n);
+		line[n] = '\0';
+		if (sscanf(line, "@PAGE %" SCNx64 " %31s %*s %*s %*s %31s %15s",
+			   &va, pfn, head, order) != 4)
+			continue;
+		for (i = 0; i < nr_remembered; i++) {
+			struct remembered *r = &remembered[i];
+
+			if (r->va != va || strcmp(r->label, probing_label))
+				continue;
+			if (!isdigit((unsigned char)pfn[0]) ||
+			    !isdigit((unsigned char)head[0]) ||
+			    !isdigit((unsigned char)order[0]))
+				continue;
+			r->pfn = strtoull(pfn, NULL, 10);
+			r->head = strtoull(head, NULL, 10);
+			r->order = atoi(order);
+			r->have = 1;
+		}
+	}
+}
+
+/*
  * Send c (and fd, if >= 0) to p's worker and copy its records to the output
  * until its reply.  0 with *err and *val set, -1 if the worker is gone.
  */
@@ -1656,6 +1814,9 @@ static int call_worker(struct proc *p, const struct cmd *c, int fd,
 			return -1;	/* EOF, error or garbage */
 		memcpy(&r, pkt, sizeof(r));
 		if (r.kind == R_DATA) {
+			if (probing_label)
+				note_pages(pkt + sizeof(r),
+					   (size_t)n - sizeof(r));
 			out_write(pkt + sizeof(r), (size_t)n - sizeof(r));
 		} else if (r.kind == R_DONE) {
 			*err = r.err;
@@ -1841,6 +2002,98 @@ static int step_file(const struct line *l)
 	return 0;
 }
 
+static int step_open(const struct line *l)
+{
+	struct file_def *f = &script.files[l->file];
+	int of = script.files[f->of].fd;
+	char path[64];
+	int fd;
+
+	if (of < 0)
+		return EBADF;	/* the file it opens again failed */
+	/* A new open file description of the same inode, memfd or tmpfs. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", of);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	f->fd = fd;
+	return 0;
+}
+
+static int read_u64_at(int fd, uint64_t pfn, uint64_t *v)
+{
+	return pread_full(fd, v, sizeof(*v), (off_t)(pfn * 8)) == sizeof(*v) ?
+	       0 : -1;
+}
+
+/*
+ * recall: what became of a folio an earlier probe saw.  Reports, for the
+ * remembered head PFN, its kpageflags now, the order of the folio it heads
+ * now ('-' if it is a tail of another), how many of the remembered folio's
+ * PFNs have a mapcount, and for a file folio how many of its page-cache
+ * indexes are resident (mincore over a fresh mapping: nothing is faulted).
+ */
+static int step_recall(const struct line *l)
+{
+	struct remembered *r = &remembered[l->arg];
+	uint64_t nr, i, fl, f, count, first, mapped = 0, resident = 0;
+	int cfd, ffd, err = 0, have_res = 0;
+	char now[16] = "-", res[24] = "-";
+
+	if (!r->have) {
+		emit("@RECALL %s %s %" PRIx64 " - - - - - -", l->name,
+		     r->label, l->addr);
+		return ENOENT;	/* the probe did not see a page there */
+	}
+	nr = 1ULL << r->order;
+	cfd = open("/proc/kpagecount", O_RDONLY | O_CLOEXEC);
+	ffd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	if (cfd < 0 || ffd < 0 || read_u64_at(ffd, r->head, &fl)) {
+		err = EIO;
+		goto out;
+	}
+	if (!(fl & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL))) {
+		snprintf(now, sizeof(now), "0");
+	} else if (fl & KPF_COMPOUND_HEAD) {
+		for (i = 1; i < FOLIO_MAX; i++)
+			if (read_u64_at(ffd, r->head + i, &f) ||
+			    !(f & KPF_COMPOUND_TAIL) || (f & KPF_COMPOUND_HEAD))
+				break;
+		if (ilog2_exact(i) >= 0)
+			snprintf(now, sizeof(now), "%d", ilog2_exact(i));
+	}
+	for (i = 0; i < nr; i++)
+		if (!read_u64_at(cfd, r->head + i, &count) && count)
+			mapped++;
+	first = l->len - (r->pfn - r->head);
+	if (l->file >= 0 && script.files[l->file].fd >= 0 && l->len >= r->pfn - r->head) {
+		size_t bytes = (size_t)(nr * PG);
+		unsigned char *vec = malloc(nr);
+		void *m = mmap(NULL, bytes, PROT_READ, MAP_SHARED,
+			       script.files[l->file].fd, (off_t)(first * PG));
+
+		if (vec && m != MAP_FAILED && !mincore(m, bytes, vec)) {
+			for (i = 0; i < nr; i++)
+				resident += vec[i] & 1;
+			have_res = 1;
+		}
+		if (m != MAP_FAILED)
+			munmap(m, bytes);
+		free(vec);
+	}
+	if (have_res)
+		snprintf(res, sizeof(res), "%" PRIu64, resident);
+	emit("@RECALL %s %s %" PRIx64 " %" PRIu64 " %d %s %" PRIx64 " %" PRIu64
+	     " %s", l->name, r->label, l->addr, r->head, r->order, now, fl,
+	     mapped, res);
+out:
+	if (cfd >= 0)
+		close(cfd);
+	if (ffd >= 0)
+		close(ffd);
+	return err;
+}
+
 static int step_split(const struct line *l)
 {
 	struct proc *p = find_proc(l->proc);
@@ -1904,7 +2157,9 @@ static void run_step(const struct line *l)
 		c.arg1 = l->op == OP_MPROTECT ? l->prot :
 			 l->op == OP_MADVISE ? l->advice : l->write;
 		copy_name(c.label, l->name);
+		probing_label = l->op == OP_PROBE ? l->name : NULL;
 		err = worker_step(l, &c, -1, NULL);
+		probing_label = NULL;
 		break;
 	case OP_PUNCH:
 		fd = script.files[l->file].fd;
@@ -1920,6 +2175,12 @@ static void run_step(const struct line *l)
 		break;
 	case OP_DROP_CACHES:
 		err = write_file(DROP_CACHES_PATH, "3");
+		break;
+	case OP_OPEN:
+		err = step_open(l);
+		break;
+	case OP_RECALL:
+		err = step_recall(l);
 		break;
 	default:
 		err = ENOSYS;
@@ -1990,6 +2251,20 @@ static int run_script(void)
 			stop_worker(&procs[i], NULL);
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
+	/*
+	 * Leave nothing behind for the next scenario of the boot: its files
+	 * would stay in the page cache (and on tmpfs's shrink list, which a
+	 * later drop_caches would act on) where no model of that scenario
+	 * can see them.
+	 */
+	for (i = 0; i < (size_t)script.nfiles; i++) {
+		if (script.files[i].fd >= 0)
+			close(script.files[i].fd);
+		script.files[i].fd = -1;
+	}
+	for (i = script.nlines; i-- > 0;)
+		if (script.lines[i].kind == L_MOUNT)
+			umount2(script.lines[i].path, MNT_DETACH);
 	emit("@ENDSCENARIO %s %s", script.name, run_failed ? "err" : "ok");
 	return run_failed ? EXIT_FAILURE_RUN : EXIT_OK;
 }

@@ -22,18 +22,25 @@ from harness import workload
 from harness.console import ConsoleReport
 from harness.machine import BootResult
 from harness.model import FolioPrediction, ModelResult, ProbePrediction, VmaPrediction
-from harness.records import Page, Probe, ScenarioRecords
+from harness.records import KPF_ANON, Page, Probe, ScenarioRecords
 
 PAGE = 4096
 
-# vmstat counters whose growth during a scenario explains a deviation from the model.
+# vmstat counters whose growth during a scenario explains a deviation from the model: the
+# model cannot predict an allocation failure or khugepaged (parked in the guest anyway).
 ENV_COUNTERS = {
     "thp_fault_fallback": "an anonymous THP allocation fell back to small pages",
     "thp_fault_fallback_charge": "an anonymous THP allocation fell back (memcg charge)",
     "thp_file_fallback": "a shmem/file THP allocation fell back to small pages",
     "thp_collapse_alloc": "khugepaged collapsed pages into a THP",
-    "thp_split_page": "a THP was split (deferred split shrinker or reclaim)",
 }
+# vm events the model predicts (ModelResult.events). A split beyond the prediction is
+# environmental only under memory pressure (reclaim splits THPs it cannot swap); anything
+# else that differs is a model or kernel difference the comparison reports.
+PREDICTED_EVENTS = ("thp_split_page", "thp_deferred_split_page")
+SPLIT_UNDER_PRESSURE = "thp_split_page"
+# Counters that grow when the kernel reclaims under pressure (kswapd or direct reclaim).
+PRESSURE_PREFIXES = ("pgscan_kswapd", "pgscan_direct", "allocstall_")
 
 
 @dataclass
@@ -86,12 +93,14 @@ class ProbeVerdict:
 @dataclass
 class ScenarioVerdict:
     name: str
-    verdict: str  # pass | fail | environment | error
+    verdict: str  # pass | fail | environment | error | skipped
     reason: str | None
     probes: list[ProbeVerdict] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     environment: list[str] = field(default_factory=list)
     diff: str = ""
+    rmap: dict[str, dict[str, int]] = field(default_factory=dict)  # series' rmap_stats deltas
+    recalls: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +108,8 @@ class ScenarioVerdict:
             "verdict": self.verdict,
             "reason": self.reason,
             "environment": self.environment,
+            "rmap": self.rmap,
+            "recalls": self.recalls,
             "steps": self.steps,
             "probes": [p.to_json() for p in self.probes],
             "diff": self.diff,
@@ -290,18 +301,35 @@ def _index_runs(pairs: list[tuple[int, int | None]]) -> list[list[Any]]:
     return out
 
 
-def environment_causes(records: ScenarioRecords, scenario: workload.Scenario) -> list[str]:
-    """vmstat counters that grew during the scenario and explain a deviation."""
+def environment_causes(
+    records: ScenarioRecords, scenario: workload.Scenario, predicted: dict[str, int]
+) -> tuple[list[str], list[str]]:
+    """(causes, problems): vmstat counters that grew where the model cannot predict it,
+    and predicted events the kernel did not count as many times as the model says."""
     begin, end = records.vmstat.get("begin", {}), records.vmstat.get("end", {})
-    forced_split = any(isinstance(s, workload.Split) for s in scenario.steps)
-    causes = []
-    for name, meaning in ENV_COUNTERS.items():
-        if name == "thp_split_page" and forced_split:
+
+    def grew(name: str) -> int:
+        return end.get(name, 0) - begin.get(name, 0)
+
+    causes = [f"{name} +{grew(name)}: {why}" for name, why in ENV_COUNTERS.items() if grew(name)]
+    pressure = [
+        f"{name} +{grew(name)}" for name in end if name.startswith(PRESSURE_PREFIXES) and grew(name)
+    ]
+    problems: list[str] = []
+    for name in PREDICTED_EVENTS:
+        if name not in end:
             continue
-        grew = end.get(name, 0) - begin.get(name, 0)
-        if grew > 0:
-            causes.append(f"{name} +{grew}: {meaning}")
-    return causes
+        got, want = grew(name), predicted.get(name, 0)
+        if got == want:
+            continue
+        if got > want and name == SPLIT_UNDER_PRESSURE and pressure:
+            causes.append(
+                f"{name} +{got}, the model predicts +{want}: reclaim under memory pressure "
+                f"({', '.join(pressure)}); raise machine.memory"
+            )
+        else:
+            problems.append(f"{name}: the model predicts +{want}, the kernel counted +{got}")
+    return causes, problems
 
 
 def judge(
@@ -323,13 +351,24 @@ def judge(
             reason = f"not run: kernel {console.fatal.kind} earlier ({console.fatal.headline})"
         return ScenarioVerdict(scenario.name, "error", reason)
 
-    result = ScenarioVerdict(scenario.name, "pass", None)
+    missing = missing_knobs(scenario, records)
+    if missing:
+        return ScenarioVerdict(scenario.name, "skipped", "; ".join(missing))
+
+    result = ScenarioVerdict(scenario.name, "pass", None, rmap=rmap_deltas(records))
     steps = {s.index: s for s in scenario.steps}
+    exhausted = [
+        f"the OOM killer ran (console.log line {line})"
+        for job, line in console.oom_kills
+        if job == scenario.name
+    ]
     for step in records.steps:
         source = steps.get(step.index)
         where = str(source.where) if source else "?"
         want = model.errors.get(step.index)
         got = None if step.ok else step.errname
+        if got == "ENOMEM" and want != got:
+            exhausted.append(f"step {step.index} {step.op} at {where} returned ENOMEM")
         result.steps.append(
             {"index": step.index, "op": step.op, "where": where, "ok": step.ok,
              "errno": got, "expected_errno": want}
@@ -340,7 +379,10 @@ def judge(
                 f"step {step.index} {step.op} at {where}: "
                 f"expected {want or 'success'}, got {got or 'success'}\n"
             )
-    result.environment = environment_causes(records, scenario)
+    result.environment, event_problems = environment_causes(records, scenario, model.events)
+    for problem in event_problems:
+        result.verdict = "fail"
+        result.diff += f"vmstat {problem}\n"
 
     identity: dict[int, int] = {}
     observed_probes = list(records.probes)
@@ -355,6 +397,13 @@ def judge(
         if pv.verdict != "pass":
             result.diff += render_probe_diff(pv, scenario, pred.step)
 
+    for label, want in model.recalls.items():
+        check = judge_recall(label, want, records)
+        result.recalls.append(check)
+        if check["verdict"] == "fail":
+            result.verdict = "fail"
+            result.diff += check["diff"]
+
     verdicts = {p.verdict for p in result.probes}
     problems = []
     if splats:
@@ -364,10 +413,21 @@ def judge(
         problems.append("; ".join(records.errors))
     if not records.complete:
         problems.append("records end before the scenario finished")
-    bad_setup = [f"{k}: {v}" for k, v in records.setup.items() if v != "ok"]
+    bad_setup = [
+        f"{k}: {v}" for k, v in records.setup.items() if v != "ok" and not _absent_and_off(k, v)
+    ]
     if bad_setup:
         problems.append("setup failed: " + ", ".join(bad_setup))
-    if problems or "error" in verdicts:
+    if exhausted and not splats and (problems or result.verdict == "fail" or verdicts - {"pass"}):
+        # What follows from running out of memory (EFAULT touching what was never
+        # mapped, pages absent, a process killed) is not a model difference.
+        result.verdict = "environment"
+        result.environment.insert(0, "resource exhaustion: " + "; ".join(exhausted))
+        result.reason = (
+            f"resource exhaustion: {'; '.join(exhausted)}; the workload needs more memory "
+            "than the guest has: raise machine.memory in the run config, or shrink it"
+        )
+    elif problems or "error" in verdicts:
         result.verdict = "error"
         result.reason = "; ".join(problems) or "a probe is missing"
     elif result.verdict == "fail" or "fail" in verdicts:
@@ -378,6 +438,79 @@ def judge(
         result.verdict = "environment"
         result.reason = "; ".join(result.environment)
     return result
+
+
+def rmap_deltas(records: ScenarioRecords) -> dict[str, dict[str, int]]:
+    """The series' rmap call counters (rmap_stats) over the scenario: {op: {calls, pages}}."""
+    begin, end = records.vmstat.get("begin", {}), records.vmstat.get("end", {})
+    out: dict[str, dict[str, int]] = {}
+    for key, value in end.items():
+        if not key.startswith("rmap."):
+            continue
+        _, op, what = key.split(".", 2)
+        grew = value - begin.get(key, 0)
+        out.setdefault(op, {"calls": 0, "pages": 0})[what] = grew
+    return {op: v for op, v in sorted(out.items()) if v["calls"] or v["pages"]}
+
+
+def sum_rmap(scenarios: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """rmap call counters summed over a run's scenarios (their `rmap` deltas)."""
+    total: dict[str, dict[str, int]] = {}
+    for sc in scenarios:
+        for op, counts in sc.get("rmap", {}).items():
+            into = total.setdefault(op, {"calls": 0, "pages": 0})
+            into["calls"] += counts["calls"]
+            into["pages"] += counts["pages"]
+    return dict(sorted(total.items()))
+
+
+def judge_recall(label: str, want: str, records: ScenarioRecords) -> dict[str, Any]:
+    """A recall step: the state the model predicts against the one the guest's PFN facts
+    show (records.Recall.state); the zero page is never judged."""
+    seen = records.recalls.get(label)
+    check: dict[str, Any] = {"label": label, "expected": want, "observed": None}
+    if want == "zero":
+        check["verdict"] = "pass"
+        return check
+    if seen is None:
+        check.update(verdict="fail", diff=f"recall '{label}': no @RECALL record\n")
+        return check
+    earlier = next((p for p in records.probes if p.label == seen.probe), None)
+    page = next((pg for pg in earlier.pages if pg.va == seen.va), None) if earlier else None
+    was_anon = page is not None and bool((page.kpageflags or 0) & KPF_ANON)
+    got = seen.state(was_anon)
+    check.update(observed=got, facts=seen.to_json())
+    if got == want:
+        check["verdict"] = "pass"
+        return check
+    check["verdict"] = "fail"
+    check["diff"] = (
+        f"recall '{label}' of probe '{seen.probe}' at 0x{seen.va:x}: expected {want}, "
+        f"observed {got} (head pfn {seen.head_pfn}, order {seen.order} then, "
+        f"{seen.now_order if seen.now_order is not None else 'a tail'} now, "
+        f"{seen.mapped_pages} page(s) mapped, {seen.resident_pages} resident)\n"
+    )
+    return check
+
+
+# Knobs that only some kernels have: absent means the mode does not exist, i.e. it is off.
+OPTIONAL_KNOBS = {
+    workload.FAULT_AROUND_WHOLE_FOLIO: "the kernel series' patch 0004 adds it",
+}
+
+
+def _absent_and_off(path: str, status: str) -> bool:
+    return path in OPTIONAL_KNOBS and status == "ENOENT"
+
+
+def missing_knobs(scenario: workload.Scenario, records: ScenarioRecords) -> list[str]:
+    """Why a scenario cannot be judged on this kernel: it turns on a knob the kernel lacks."""
+    wanted = dict(scenario.setup.knobs())
+    return [
+        f"skipped: this kernel has no {path} ({why}), which the scenario sets to {wanted[path]}"
+        for path, why in OPTIONAL_KNOBS.items()
+        if records.setup.get(path) == "ENOENT" and wanted.get(path) not in (None, "0")
+    ]
 
 
 def history(scenario: workload.Scenario, proc: str, lo: int, hi: int, before: int) -> list[str]:
@@ -405,9 +538,31 @@ def render_probe_diff(pv: ProbeVerdict, scenario: workload.Scenario | None = Non
     """Human-readable explanation of a probe that did not pass."""
     lines = [f"probe '{pv.label}' of {pv.process} at {pv.where}: {pv.verdict.upper()}"]
     lines += [f"  {problem}" for problem in pv.problems]
-    for fv in pv.folios:
-        if fv.verdict == "pass":
+    bad = [fv for fv in pv.folios if fv.verdict != "pass"]
+    i = 0
+    while i < len(bad):
+        # A run of folios none of whose pages the guest shows (a mapping that failed, a
+        # range never faulted) is one line, not one block per 4K folio.
+        j = i
+        while j < len(bad) and _wholly_absent(bad[j]) and (
+            j == i or bad[j].va == _folio_end(bad[j - 1])
+        ):
+            j += 1
+        if j - i > 1:
+            first, last = bad[i], bad[j - 1]
+            pages = sum((fv.expected["P"] and sum(r[1] for r in fv.expected["P"])) or 0
+                        for fv in bad[i:j])  # fmt: skip
+            lines.append(
+                f"  {j - i} folios at 0x{first.va:x}-0x{_folio_end(last):x} ({pages} pages): "
+                f"none present in the guest: {first.verdict}"
+            )
+            if scenario is not None:
+                steps = history(scenario, first.process, first.va, _folio_end(last), step)
+                lines += ["    state produced by:"] + [f"      {h}" for h in steps]
+            i = j
             continue
+        fv = bad[i]
+        i += 1
         lines.append(
             f"  folio at 0x{fv.va:x}: order {fv.order} expected, {fv.observed['order']} "
             f"observed (guest head pfn {fv.observed['head_pfn']}): {fv.verdict}"
@@ -415,8 +570,17 @@ def render_probe_diff(pv: ProbeVerdict, scenario: workload.Scenario | None = Non
         lines += [f"    {problem}" for problem in fv.problems]
         if scenario is not None:
             # The whole folio's extent, where it is mapped linearly around fv.va.
-            first = fv.expected["P"][0][0] if fv.expected["P"] else 0
-            lo = fv.va - first * PAGE
+            first_index = fv.expected["P"][0][0] if fv.expected["P"] else 0
+            lo = fv.va - first_index * PAGE
             steps = history(scenario, fv.process, lo, lo + (PAGE << fv.order), step)
             lines += ["    state produced by:"] + [f"      {h}" for h in steps]
     return "\n".join(lines) + "\n"
+
+
+def _wholly_absent(fv: FolioVerdict) -> bool:
+    return not fv.observed["head_pfn"] and all("not present" in p for p in fv.problems)
+
+
+def _folio_end(fv: FolioVerdict) -> int:
+    """The end of the probed pages of a folio: its va plus the pages the model expects."""
+    return fv.va + PAGE * sum(run[1] for run in fv.expected["P"])

@@ -33,6 +33,8 @@ SPLAT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 _TRACE_START = re.compile(r"^(Call Trace:|<TASK>)")
 _TRACE_END = re.compile(r"^(</TASK>|---\[ end trace|Kernel Offset:|RIP: 0033)")
 _TRACE_ENTRY = re.compile(r"^(\? )?[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+|^</?(IRQ|NMI|SOFTIRQ)>")
+# The OOM killer is not a splat: it is the guest running out of memory, an environment.
+_OOM_KILL = re.compile(r"Out of memory: Killed process \d+|invoked oom-killer")
 _FATAL = frozenset({"panic", "oops", "bug", "soft_lockup", "bad_page", "rcu_stall", "hung_task"})
 
 
@@ -70,6 +72,7 @@ class ConsoleReport:
     finished: dict[str, int] = field(default_factory=dict)  # job -> shell status
     splats: list[Splat] = field(default_factory=list)
     current_job: str | None = None
+    oom_kills: list[tuple[str | None, int]] = field(default_factory=list)  # (job, line)
 
     @property
     def fatal(self) -> Splat | None:
@@ -100,6 +103,8 @@ class ConsoleParser:
         if not line.strip():
             return  # serial CR/LF doubling makes empty lines; they carry nothing
         self._markers(line)
+        if _OOM_KILL.search(line):
+            self.report.oom_kills.append((self.report.current_job, self._lineno))
         kind = next((k for k, pat in SPLAT_PATTERNS if pat.search(line)), None)
         if kind is not None and not self._continues_open_splat(kind):
             self._open = Splat(kind, self.report.current_job, self._lineno, line.strip())

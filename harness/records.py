@@ -100,6 +100,57 @@ class Probe:
     complete: bool = False
 
 
+KPF_UPTODATE, KPF_LRU, KPF_SLAB, KPF_BUDDY = 1 << 3, 1 << 5, 1 << 7, 1 << 10
+KPF_ANON, KPF_SWAPBACKED, KPF_PGTABLE = 1 << 12, 1 << 14, 1 << 26
+RECALL_STATES = ("mapped", "cached", "unmapped", "split", "freed")
+
+
+@dataclass
+class Recall:
+    """A recall step's look at a remembered folio (None fields: the probe saw no page)."""
+
+    label: str
+    probe: str
+    va: int
+    head_pfn: int | None
+    order: int | None  # when the probe saw it
+    now_order: int | None  # of the folio the head PFN heads now; None: a tail, or unknown
+    kpageflags: int | None  # of the head PFN now
+    mapped_pages: int | None  # of the remembered PFNs, those with a mapcount
+    resident_pages: int | None  # of its page-cache indexes, those resident (file folios)
+
+    def state(self, was_anon: bool) -> str | None:
+        """What became of the folio, judged by its head page (WORKLOAD.md, "recall")."""
+        flags, order = self.kpageflags, self.order
+        if flags is None or order is None:
+            return None
+        in_use = flags & (KPF_UPTODATE | KPF_LRU | KPF_ANON | KPF_SWAPBACKED)
+        reused = flags & (KPF_SLAB | KPF_PGTABLE) or bool(flags & KPF_ANON) != was_anon
+        if flags & KPF_BUDDY or not in_use or reused or self.now_order is None:
+            return "freed"
+        if self.now_order > order:
+            return "freed"  # the head PFN is in a larger folio now: freed and reused
+        if self.now_order < order:
+            return "split"
+        if self.mapped_pages:
+            return "mapped"
+        if not was_anon and self.resident_pages:
+            return "cached"
+        return "unmapped"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "label": self.label,
+            "probe": self.probe,
+            "va": f"0x{self.va:x}",
+            "head_pfn": self.head_pfn,
+            "order": self.order,
+            "now_order": self.now_order,
+            "mapped_pages": self.mapped_pages,
+            "resident_pages": self.resident_pages,
+        }
+
+
 @dataclass
 class StepResult:
     index: int
@@ -116,6 +167,7 @@ class ScenarioRecords:
     probes: list[Probe] = field(default_factory=list)
     setup: dict[str, str] = field(default_factory=dict)  # path -> 'ok' or error name
     vmstat: dict[str, dict[str, int]] = field(default_factory=dict)  # begin/end -> counters
+    recalls: dict[str, Recall] = field(default_factory=dict)  # by recall label
     errors: list[str] = field(default_factory=list)
     status: str | None = None  # 'ok' | 'err' | None (stream ended early)
 
@@ -193,6 +245,11 @@ class RecordParser:
         elif tag == "@ENDPROBE" and self._probe is not None:
             self._probe.complete = True
             self._probe = None
+        elif tag == "@RECALL":
+            sc.recalls[t[1]] = Recall(
+                t[1], t[2], int(t[3], 16), _opt_int(t[4]), _opt_int(t[5]), _opt_int(t[6]),
+                _opt_int(t[7], 16), _opt_int(t[8]), _opt_int(t[9]),
+            )  # fmt: skip
         elif tag == "@VMSTAT":
             counters = {}
             for token in t[2:]:

@@ -131,5 +131,16 @@ def summary_table(scenarios: list[dict[str, Any]]) -> str:
     lines = []
     for s in scenarios:
         reason = f"  {s['reason']}" if s.get("reason") else ""
-        lines.append(f"  {s['name']:<{width}}  {s['verdict'].upper():<5}{reason}")
+        lines.append(f"  {s['name']:<{width}}  {s['verdict'].upper():<7}{reason}")
+    return "\n".join(lines)
+
+
+def rmap_table(rmap: dict[str, dict[str, int]]) -> str:
+    """rmap calls and pages per operation, with pages per call (what batching buys)."""
+    width = max(len(op) for op in rmap)
+    lines = []
+    for op, counts in rmap.items():
+        calls, pages = counts["calls"], counts["pages"]
+        ratio = f"{pages / calls:6.2f}" if calls else "     -"
+        lines.append(f"  {op:<{width}}  calls={calls:<8} pages={pages:<8} pages/call={ratio}")
     return "\n".join(lines)

@@ -54,9 +54,14 @@ class RunState:
     verdict: str = "error"
     error: str | None = None
     selftests: dict[str, Any] | None = None  # selftest runs (selftest_run.py)
+    rmap_stats: dict[str, dict[str, int]] | None = None  # series' rmap calls, summed
 
     def results(self) -> dict[str, Any]:
-        extra = {"selftests": self.selftests} if self.selftests is not None else {}
+        extra: dict[str, Any] = {}
+        if self.selftests is not None:
+            extra["selftests"] = self.selftests
+        if self.rmap_stats is not None:
+            extra["rmap_stats"] = self.rmap_stats
         return {
             "verdict": self.verdict,
             "error": self.error,
@@ -182,6 +187,7 @@ def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
     report.point_latest(results_root, run_dir)
     state = RunState(cfg, run_dir, argv)
     state.metadata.update(
+        setup_override=dict(cfg.setup_override),
         run_id=run_dir.name,
         started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         command=argv,
@@ -306,18 +312,32 @@ def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
             f"== {s['name']}: {s['verdict']}\n{s['diff']}" for s in state.scenarios if s["diff"]
         )
     )
-    failed = [s for s in state.scenarios if s["verdict"] != "pass"]
+    failed = [s for s in state.scenarios if s["verdict"] not in ("pass", "skipped")]
+    skipped = sum(1 for s in state.scenarios if s["verdict"] == "skipped")
     phases.finish(
-        "compare", t, f"{len(state.scenarios) - len(failed)}/{len(state.scenarios)} passed"
+        "compare",
+        t,
+        f"{len(state.scenarios) - len(failed) - skipped}/{len(state.scenarios)} passed"
+        + (f", {skipped} skipped" if skipped else ""),
     )
     print(report.summary_table(state.scenarios))
+    rmap = compare.sum_rmap(state.scenarios)
+    if rmap:
+        state.rmap_stats = rmap
+        phases.progress.say("rmap calls over the run (kernel series' rmap_stats):")
+        print(report.rmap_table(rmap))
     if failed:
         phases.progress.say(f"differences explained in {run_dir / 'diff.txt'}")
     if booted.outcome != "done" or any(s["verdict"] == "error" for s in state.scenarios):
         state.verdict = "error"
         state.error = _boot_problem(booted)
         return EXIT_ERROR if not any(s["verdict"] == "fail" for s in state.scenarios) else EXIT_FAIL
-    state.verdict = "fail" if failed else "pass"
+    if not failed:
+        state.verdict = "pass"
+    elif all(s["verdict"] == "environment" for s in failed):
+        state.verdict = "environment"  # nothing the model got wrong; see each reason
+    else:
+        state.verdict = "fail"
     return EXIT_FAIL if failed else EXIT_PASS
 
 

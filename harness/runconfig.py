@@ -45,6 +45,8 @@ class RunConfig:
     workload_files: tuple[Path, ...] = field(default=())
     selftests: selftests.SelftestPlan | None = None  # run the kernel's vm selftests instead
     compare: tuple[tuple[str, KernelSpec], ...] = ()  # (label, kernel): baseline, patched
+    # Setup knobs forced on every scenario (the run config's `setup:`), as parsed.
+    setup_override: tuple[tuple[str, object], ...] = ()
 
 
 def _path(node: schema.Node, base: Path, must_exist: bool = True, what: str = "file") -> Path:
@@ -127,7 +129,9 @@ def _machine(node: schema.Node | None) -> MachineSpec:
 def load(path: Path) -> RunConfig:
     path = path.resolve() if path.exists() else path
     root = schema.load(path)
-    f = root.mapping(("kernel", "machine", "workloads", "scenarios", "selftests", "compare"))
+    f = root.mapping(
+        ("kernel", "machine", "workloads", "scenarios", "setup", "selftests", "compare")
+    )
     base = path.parent
     scenarios: list[workload.Scenario] = []
     files: list[Path] = []
@@ -138,6 +142,8 @@ def load(path: Path) -> RunConfig:
             scenarios.extend(workload.load_workload(wl))
     if "scenarios" in f:
         scenarios.extend(workload.parse_scenarios(f["scenarios"]))
+    override = workload.parse_setup_override(f["setup"]) if "setup" in f else {}
+    scenarios = [workload.with_setup(sc, override) for sc in scenarios]
     seen: dict[str, workload.Scenario] = {}
     for sc in scenarios:
         if sc.name in seen:
@@ -159,6 +165,7 @@ def load(path: Path) -> RunConfig:
         workload_files=tuple(files),
         selftests=plan,
         compare=_compare(f["compare"], base, kernel) if "compare" in f else (),
+        setup_override=tuple(override.items()),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -36,6 +36,12 @@ FILE_KINDS = ("memfd", "tmpfs")
 POPULATE = ("none", "write", "fallocate")
 
 SYSFS_THP = "/sys/kernel/mm/transparent_hugepage"
+# mm/memory.c's knob (any kernel with DEBUG_FS) and the series' whole-folio mode (patch 0004).
+FAULT_AROUND_BYTES = "/sys/kernel/debug/fault_around_bytes"
+FAULT_AROUND_WHOLE_FOLIO = "/sys/kernel/debug/fault_around_whole_folio"
+DEFAULT_FAULT_AROUND_BYTES = 65536
+# fault_around_bytes_set() refuses more than one page table's worth (EINVAL).
+MAX_FAULT_AROUND_BYTES = 512 * PAGE_SIZE
 
 _SCENARIO_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -60,6 +66,29 @@ class Setup:
     thp_defrag: str = "madvise"
     shmem_enabled: str = "never"
     mounts: tuple[Mount, ...] = ()
+    # As written; the kernel rounds it down to a power of two (see effective_fault_around).
+    fault_around_bytes: int = DEFAULT_FAULT_AROUND_BYTES
+    fault_around_whole_folio: bool = False
+
+    @property
+    def fault_around_pages(self) -> int:
+        """What fault_around_bytes_set() keeps, in pages: rounddown_pow_of_two, at least 1."""
+        pages = max(self.fault_around_bytes // PAGE_SIZE, 1)
+        return 1 << (pages.bit_length() - 1)
+
+    def knobs(self) -> list[tuple[str, str]]:
+        """Every file the guest writes before the first step, in order, with its value.
+
+        Every knob is written in every scenario, defaults included, so a scenario never
+        inherits what an earlier one in the same boot set.
+        """
+        return [
+            (f"{SYSFS_THP}/enabled", self.thp_enabled),
+            (f"{SYSFS_THP}/defrag", self.thp_defrag),
+            (f"{SYSFS_THP}/shmem_enabled", self.shmem_enabled),
+            (FAULT_AROUND_BYTES, str(self.fault_around_bytes)),
+            (FAULT_AROUND_WHOLE_FOLIO, "1" if self.fault_around_whole_folio else "0"),
+        ]
 
     def mount_for(self, path: str) -> Mount | None:
         """The declared mount a tmpfs path lives under, the deepest one if nested."""
@@ -213,6 +242,32 @@ class DropCaches:
 
 
 @dataclass(frozen=True)
+class Open:
+    """A second open of an existing file: the same inode, a distinct struct file."""
+
+    op: ClassVar[str] = "open"
+    index: int
+    where: Where
+    file: str
+    of: str
+
+
+@dataclass(frozen=True)
+class Recall:
+    """Look again, by PFN, at the folio an earlier probe saw at probe.addr + offset."""
+
+    op: ClassVar[str] = "recall"
+    index: int
+    where: Where
+    label: str
+    probe: str  # the earlier probe's label
+    proc: str  # the process that probe ran in
+    addr: int  # absolute address of the page, as the earlier probe saw it
+    file: str | None  # the file mapped there at the probe (None: anonymous)
+    file_index: int  # page-cache index of addr in that file (0 when anonymous)
+
+
+@dataclass(frozen=True)
 class Probe:
     op: ClassVar[str] = "probe"
     index: int
@@ -239,6 +294,8 @@ Step = (
     | Split
     | DropCaches
     | Probe
+    | Open
+    | Recall
 )
 
 
@@ -297,10 +354,20 @@ def _parse_scenario(node: Node) -> Scenario:
     return Scenario(name, description, setup, steps, node.where)
 
 
+SETUP_KEYS = (
+    "thp_enabled",
+    "thp_defrag",
+    "shmem_enabled",
+    "mounts",
+    "fault_around_bytes",
+    "fault_around_whole_folio",
+)
+
+
 def _parse_setup(node: Node) -> Setup:
     if node.is_null():
         return Setup()
-    fields = node.mapping(("thp_enabled", "thp_defrag", "shmem_enabled", "mounts"))
+    fields = node.mapping(SETUP_KEYS)
     defaults = Setup()
     mounts: list[Mount] = []
     if "mounts" in fields:
@@ -315,7 +382,43 @@ def _parse_setup(node: Node) -> Setup:
         thp_defrag=_choice(fields, "thp_defrag", THP_DEFRAG, defaults.thp_defrag),
         shmem_enabled=_choice(fields, "shmem_enabled", SHMEM_ENABLED, defaults.shmem_enabled),
         mounts=tuple(mounts),
+        fault_around_bytes=(
+            _fault_around_bytes(fields["fault_around_bytes"])
+            if "fault_around_bytes" in fields
+            else defaults.fault_around_bytes
+        ),
+        fault_around_whole_folio=(
+            fields["fault_around_whole_folio"].as_bool()
+            if "fault_around_whole_folio" in fields
+            else defaults.fault_around_whole_folio
+        ),
     )
+
+
+def parse_setup_override(node: Node) -> dict[str, object]:
+    """A run config's `setup:`: knobs forced on every scenario of the run (mounts excluded,
+    they belong to the scenario that creates files on them)."""
+    allowed = tuple(k for k in SETUP_KEYS if k != "mounts")
+    fields = node.mapping(allowed)
+    parsed = _parse_setup(node)
+    return {key: getattr(parsed, key) for key in fields}
+
+
+def with_setup(scenario: Scenario, override: dict[str, object]) -> Scenario:
+    """The scenario with a run config's forced setup knobs applied."""
+    if not override:
+        return scenario
+    return replace(scenario, setup=replace(scenario.setup, **override))  # type: ignore[arg-type]
+
+
+def _fault_around_bytes(node: Node) -> int:
+    value = node.as_size()
+    if value > MAX_FAULT_AROUND_BYTES:
+        raise node.error(
+            f"fault_around_bytes is at most 2M (one page table); the kernel refuses "
+            f"{_human(value)} with EINVAL"
+        )
+    return value
 
 
 def _parse_mount(node: Node) -> Mount:
@@ -355,6 +458,8 @@ class _MapState:
     live: list[tuple[int, int]]  # absolute [start, end) intervals still mapped, sorted
     defined: Where
     gone: Where | None = None  # where it became fully unmapped
+    file: str | None = None  # the file mapped (None: anonymous)
+    file_offset: int = 0  # the file offset mapped at `start`
 
     def holes_in(self, start: int, end: int) -> bool:
         covered = start
@@ -396,6 +501,15 @@ class _FileState:
     defined: Where
 
 
+@dataclass(frozen=True)
+class _ProbeSeen:
+    proc: str
+    addr: int
+    length: int
+    file: str | None
+    file_offset: int  # of addr, when file is set
+
+
 _RANGE_KEYS = ("proc", "map", "offset", "length")
 _OP_KEYS: dict[str, tuple[str, ...]] = {
     "spawn": ("proc",),
@@ -412,6 +526,8 @@ _OP_KEYS: dict[str, tuple[str, ...]] = {
     "split": _RANGE_KEYS,
     "drop_caches": (),
     "probe": ("label", *_RANGE_KEYS),
+    "open": ("file", "of"),
+    "recall": ("label", "probe", "offset"),
 }
 OPS = tuple(_OP_KEYS)
 
@@ -424,6 +540,7 @@ class _Validator:
         self.procs: dict[str, _ProcState] = {"main": _ProcState(defined=None)}
         self.files: dict[str, _FileState] = {}
         self.labels: dict[str, Where] = {}
+        self.probes: dict[str, _ProbeSeen] = {}
 
     # -- dispatch --
 
@@ -588,6 +705,17 @@ class _Validator:
         self.files[name] = _FileState(kind, path, size, node.where)
         return FileCreate(index, node.where, name, kind, path, size, populate)
 
+    def _op_open(self, index: int, node: Node, args: dict[str, Node]) -> Open:
+        name_node = schema.require(args, "file", node)
+        name = self._name(name_node, "file")
+        if name in _RESERVED_FILE_NAMES:
+            raise name_node.error(f"'{name}' is reserved in guest scripts; pick another name")
+        if name in self.files:
+            raise name_node.error(f"file name '{name}' already used at {self.files[name].defined}")
+        of, state = self._file(schema.require(args, "of", node))
+        self.files[name] = _FileState(state.kind, state.path, state.size, node.where)
+        return Open(index, node.where, name, of)
+
     def _op_mmap(self, index: int, node: Node, args: dict[str, Node]) -> Mmap:
         proc = self._live_proc(args, node)
         name_node = schema.require(args, "map", node)
@@ -620,7 +748,9 @@ class _Validator:
         shared = args["shared"].as_bool() if "shared" in args else False
         prot = args["prot"].as_choice(PROTS) if "prot" in args else "rw"
         self._check_free(proc, addr, length, at_node, "the mapping")
-        maps[name] = _MapState(addr, length, [(addr, addr + length)], node.where)
+        maps[name] = _MapState(
+            addr, length, [(addr, addr + length)], node.where, file=file, file_offset=file_offset
+        )
         return Mmap(index, node.where, proc, name, addr, length, file, file_offset, shared, prot)
 
     def _ranged(self, node: Node, args: dict[str, Node]) -> tuple[str, str, _MapState, int, int]:
@@ -669,7 +799,14 @@ class _Validator:
         state.remove(addr, addr + length)
         if not state.live:
             state.gone = node.where
-        maps[new_name] = _MapState(new_addr, length, [(new_addr, new_addr + length)], node.where)
+        maps[new_name] = _MapState(
+            new_addr,
+            length,
+            [(new_addr, new_addr + length)],
+            node.where,
+            file=state.file,
+            file_offset=state.file_offset + (addr - state.start),
+        )
         return Mremap(index, node.where, proc, name, addr, length, new_addr, new_name)
 
     def _op_mprotect(self, index: int, node: Node, args: dict[str, Node]) -> Mprotect:
@@ -716,23 +853,53 @@ class _Validator:
         label = self._name(label_node, "probe label")
         if label in self.labels:
             raise label_node.error(f"probe label '{label}' already used at {self.labels[label]}")
-        proc, name, _state, addr, length = self._ranged(node, args)
+        proc, name, state, addr, length = self._ranged(node, args)
         self.labels[label] = node.where
+        self.probes[label] = _ProbeSeen(
+            proc, addr, length, state.file, state.file_offset + (addr - state.start)
+        )
         return Probe(index, node.where, proc, label, name, addr, length)
+
+    def _op_recall(self, index: int, node: Node, args: dict[str, Node]) -> Recall:
+        label_node = schema.require(args, "label", node)
+        label = self._name(label_node, "recall label")
+        if label in self.labels:
+            raise label_node.error(f"label '{label}' already used at {self.labels[label]}")
+        probe_node = schema.require(args, "probe", node)
+        seen = self.probes.get(self._name(probe_node, "probe label"))
+        if seen is None:
+            known = ", ".join(self.probes) or "none yet"
+            raise probe_node.error(
+                f"recall needs the label of an earlier probe (earlier probes: {known})"
+            )
+        offset = args["offset"].as_size(align=PAGE_SIZE) if "offset" in args else 0
+        if offset >= seen.length:
+            raise args["offset"].error(
+                f"offset {_human(offset)} is outside that probe's range "
+                f"(length {_human(seen.length)})"
+            )
+        self.labels[label] = node.where
+        file_index = (seen.file_offset + offset) // PAGE_SIZE if seen.file else 0
+        return Recall(
+            index,
+            node.where,
+            label,
+            probe_node.as_str(),
+            seen.proc,
+            seen.addr + offset,
+            seen.file,
+            file_index,
+        )
 
 
 # --- the guest script --------------------------------------------------------------------
 
 
 def guest_script(scenario: Scenario) -> str:
-    """The line script mmwork runs (WORKLOAD.md "Guest script"); THP sysfs is always set."""
+    """The line script mmwork runs (WORKLOAD.md "Guest script"); every knob is always set."""
     setup = scenario.setup
-    lines = [
-        f"scenario {scenario.name}",
-        f"sysfs {SYSFS_THP}/enabled {setup.thp_enabled}",
-        f"sysfs {SYSFS_THP}/defrag {setup.thp_defrag}",
-        f"sysfs {SYSFS_THP}/shmem_enabled {setup.shmem_enabled}",
-    ]
+    lines = [f"scenario {scenario.name}"]
+    lines += [f"sysfs {path} {value}" for path, value in setup.knobs()]
     lines += [f"mount {m.path} {m.size} {m.huge}" for m in setup.mounts]
     lines += [f"step {step.index} {_script_args(step)}" for step in scenario.steps]
     lines.append("end")
@@ -770,6 +937,13 @@ def _script_args(step: Step) -> str:
             return "drop_caches"
         case Probe():
             return f"probe {step.proc} {step.label} {step.addr} {step.length}"
+        case Open():
+            return f"open {step.file} {step.of}"
+        case Recall():
+            return (
+                f"recall {step.label} {step.probe} {step.addr} {step.file or 'anon'} "
+                f"{step.file_index}"
+            )
     raise ConfigError(f"{step.where}: cannot script step {step!r}")  # pragma: no cover
 
 

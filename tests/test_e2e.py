@@ -84,6 +84,49 @@ def test_main_config_boots_and_probes_a_thp(main_run) -> None:  # type: ignore[n
     assert (results / "latest" / "console.log").stat().st_size > 0
 
 
+def test_fault_around_and_lifecycle_scenarios_on_the_unpatched_kernel(main_run) -> None:  # type: ignore[no-untyped-def]
+    results, _ = main_run
+    data, _ = latest(results)
+    verdicts = {s["name"]: s for s in data["scenarios"]}
+    fault_around = [n for n in verdicts if n.startswith("fa-") and not n.startswith("fa-whole")]
+    assert len(fault_around) == 27
+    assert all(verdicts[n]["verdict"] == "pass" for n in fault_around)
+    # The whole-folio mode needs the series: skipped here, and the reason says so.
+    whole = [s for n, s in verdicts.items() if n.startswith("fa-whole")]
+    assert whole and all(s["verdict"] == "skipped" for s in whole)
+    assert "fault_around_whole_folio" in whole[0]["reason"]
+    # 64 KiB window, 1 MiB-misaligned THP: 16 pages mapped, then 16 more in the next table.
+    sc = verdicts["fa-misaligned-1m-64k"]
+    first, both = sc["probes"]
+    assert sum(1 for p in first["pages"] if p["pfn"] is not None) == 16
+    assert sum(1 for p in both["pages"] if p["pfn"] is not None) == 32
+    # Deferred split at drop_caches is predicted, and so checked, not called environment.
+    split = verdicts["deferred-split-after-fork-drop-caches"]
+    assert split["verdict"] == "pass" and split["environment"] == []
+    assert split["recalls"][0]["observed"] == "split"
+    states = {r["label"]: r["observed"] for s in data["scenarios"] for r in s["recalls"]}
+    assert states == {
+        "head-after-split": "split", "gone": "freed", "cached": "cached",
+        "still-cached": "cached", "after-child-exit": "mapped", "punched": "freed",
+        "split": "split", "head": "split",
+    }  # fmt: skip
+    assert not [s["name"] for s in data["scenarios"] if s["verdict"] == "environment"]
+
+
+def test_running_out_of_guest_memory_is_environment_with_a_hint(tmp_path: Path, main_run) -> None:  # type: ignore[no-untyped-def]
+    proc = harness("run", "--config", "configs/limits.yaml", results=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    data, _ = latest(tmp_path)
+    (sc,) = data["scenarios"]
+    assert sc["verdict"] == "environment"
+    assert "ENOMEM" in sc["reason"] and "raise machine.memory" in sc["reason"]
+    # 512 absent 4K folios are one line of the diff, not 512 blocks.
+    diff = (tmp_path / "latest" / "diff.txt").read_text()
+    assert "512 folios at 0x100000000000-0x100000200000 (512 pages): none present" in diff
+    assert data["verdict"] == "environment"
+    assert len(diff.splitlines()) < 20
+
+
 def test_second_identical_run_compiles_nothing(main_run) -> None:  # type: ignore[no-untyped-def]
     results, first = main_run
     assert first.returncode == 0

@@ -197,7 +197,44 @@ def test_guest_script_shape() -> None:
     lines = workload.guest_script(scenario).splitlines()
     assert lines[0] == "scenario anon-thp-half-munmap"
     assert lines[1] == "sysfs /sys/kernel/mm/transparent_hugepage/enabled madvise"
-    assert lines[4] == f"step 1 mmap main {workload.ARENA} {4 * M} anon 0 private rw"
+    assert lines[4] == "sysfs /sys/kernel/debug/fault_around_bytes 65536"
+    assert lines[5] == "sysfs /sys/kernel/debug/fault_around_whole_folio 0"
+    assert lines[6] == f"step 1 mmap main {workload.ARENA} {4 * M} anon 0 private rw"
     assert lines[-2] == f"step 6 probe main half {workload.ARENA} {2 * M}"
     assert lines[-1] == "end"
     assert all("  " not in line for line in lines)
+
+
+def test_fault_around_knobs_parse_round_down_and_refuse_more_than_a_table(tmp_path: Path) -> None:
+    text = """scenarios:
+  - name: s
+    setup: {fault_around_bytes: 96K, fault_around_whole_folio: true}
+    steps: [{drop_caches: }]
+"""
+    (scenario,) = _load_text(tmp_path, text)
+    assert scenario.setup.fault_around_bytes == 96 * 1024
+    assert scenario.setup.fault_around_pages == 16  # rounddown_pow_of_two(24 pages)
+    assert ("/sys/kernel/debug/fault_around_whole_folio", "1") in scenario.setup.knobs()
+    assert workload.Setup(fault_around_bytes=0).fault_around_pages == 1
+    too_big = text.replace("96K", "4M")
+    with pytest.raises(ConfigError, match=r"yaml:3 .*fault_around_bytes is at most 2M"):
+        _load_text(tmp_path, too_big)
+
+
+def test_run_config_setup_forces_knobs_on_every_scenario(tmp_path: Path) -> None:
+    from harness import runconfig
+
+    (tmp_path / "w.yaml").write_text(
+        "scenarios:\n  - name: a\n    setup: {fault_around_bytes: 4K}\n"
+        "    steps: [{drop_caches: }]\n"
+    )
+    (tmp_path / "run.yaml").write_text(
+        "workloads: [w.yaml]\nsetup: {fault_around_whole_folio: true}\n"
+    )
+    cfg = runconfig.load(tmp_path / "run.yaml")
+    (scenario,) = cfg.scenarios
+    assert scenario.setup.fault_around_whole_folio is True
+    assert scenario.setup.fault_around_bytes == 4096  # the scenario's own knob stays
+    (tmp_path / "bad.yaml").write_text("workloads: [w.yaml]\nsetup: {mounts: []}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:2.*mounts"):
+        runconfig.load(tmp_path / "bad.yaml")

@@ -3,8 +3,9 @@
 It follows one scenario's steps through VMAs, page tables and folios, working on extents
 rather than pages, and predicts for every probe what /proc/kpagecount and pagemap show
 (P, presence, folio identity) together with the counts the kernel series experiments
-with (T, E, W, V). Layers: layout, folio, vma, pagetable, mm, thp, fault, reclaim,
-kernel (system calls), counts, predict, table (text and JSON output).
+with (T, E, W, V). Layers, each importing only those before it: layout, folio, vma,
+pagetable, mm, state (what the lower layers may ask of the kernel), thp, shmem, fault,
+reclaim, mremap, kernel (system calls), counts, predict, table (text and JSON output).
 """
 
 from harness.model.errors import ModelError

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from harness.model.errors import ModelError
 from harness.model.folio import ANON, ZERO, Folio
 from harness.model.layout import (
-    FAULT_AROUND_PAGES,
     HPAGE_PMD_ORDER,
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -25,14 +24,14 @@ from harness.model.thp import anon_thp_fault_allowed, split_pmd, transhuge_vma_s
 from harness.model.vma import Vma
 
 if TYPE_CHECKING:
-    from harness.model.kernel import Kernel
     from harness.model.mm import Mm
+    from harness.model.state import KernelState
 
 EFAULT = "EFAULT"  # mmwork reports a SIGSEGV during touch as EFAULT
 EIO = "EIO"  # ... and a SIGBUS as EIO
 
 
-def touch(kernel: Kernel, mm: Mm, lo: int, hi: int, write: bool) -> str | None:
+def touch(kernel: KernelState, mm: Mm, lo: int, hi: int, write: bool) -> str | None:
     """Read or write one byte of every page of [lo, hi), in order; the errno if it faults."""
     va = lo
     stalls = 0
@@ -54,7 +53,7 @@ def touch(kernel: Kernel, mm: Mm, lo: int, hi: int, write: bool) -> str | None:
     return None
 
 
-def _touch_extent(kernel: Kernel, mm: Mm, vma: Vma, va: int, stop: int, write: bool) -> int:
+def _touch_extent(kernel: KernelState, mm: Mm, vma: Vma, va: int, stop: int, write: bool) -> int:
     """Handle what is at va (within one VMA and one table); return how far the touch got."""
     table = mm.tables.get(va >> PMD_SHIFT)
     if table is None:
@@ -84,7 +83,7 @@ def _touch_extent(kernel: Kernel, mm: Mm, vma: Vma, va: int, stop: int, write: b
     return end
 
 
-def _pmd_write_ok(kernel: Kernel, vma: Vma, table: Table) -> bool:
+def _pmd_write_ok(kernel: KernelState, vma: Vma, table: Table) -> bool:
     """A write to a present PMD: True if it stays, False if it had to be split.
 
     do_huge_pmd_wp_page (anon): reuse if the head is AnonExclusive or the folio's only
@@ -111,7 +110,7 @@ def _pmd_write_ok(kernel: Kernel, vma: Vma, table: Table) -> bool:
     return True
 
 
-def _write_anon_ptes(kernel: Kernel, mm: Mm, vma: Vma, table: Table, lo: int, hi: int) -> None:
+def _write_anon_ptes(kernel: KernelState, mm: Mm, vma: Vma, table: Table, lo: int, hi: int) -> None:
     """Writes to PTE-mapped anon pages: do_wp_page reuses or copies page by page."""
     run = find_run(table, lo)
     assert run is not None
@@ -136,16 +135,18 @@ def _write_anon_ptes(kernel: Kernel, mm: Mm, vma: Vma, table: Table, lo: int, hi
     folio.dirty = True
 
 
-def _wp_page_copy(kernel: Kernel, mm: Mm, vma: Vma, table: Table, addr: int) -> None:
+def _wp_page_copy(kernel: KernelState, mm: Mm, vma: Vma, table: Table, addr: int) -> None:
     """wp_page_copy: a new order-0 anon page replaces the PTE at addr (COW is never large)."""
     kernel.anon_vma_prepare(mm, vma)
     new = kernel.new_anon_folio(0)
-    for piece in remove_range(table, addr, addr + PAGE_SIZE):
+    removed = remove_range(table, addr, addr + PAGE_SIZE)
+    kernel.page_remove_rmap_ptes(removed)
+    for piece in removed:
         kernel.release(piece.folio)
     add_run(table, addr, 1, new, 0)
 
 
-def handle_fault(kernel: Kernel, mm: Mm, vma: Vma, va: int, write: bool) -> None:
+def handle_fault(kernel: KernelState, mm: Mm, vma: Vma, va: int, write: bool) -> None:
     """A fault on a not-present page at va; maps at least that page."""
     if vma.anonymous:
         _anonymous_fault(kernel, mm, vma, va, write)
@@ -157,7 +158,7 @@ def handle_fault(kernel: Kernel, mm: Mm, vma: Vma, va: int, write: bool) -> None
         _shared_fault(kernel, mm, vma, va)
 
 
-def _anonymous_fault(kernel: Kernel, mm: Mm, vma: Vma, va: int, write: bool) -> None:
+def _anonymous_fault(kernel: KernelState, mm: Mm, vma: Vma, va: int, write: bool) -> None:
     idx = va >> PMD_SHIFT
     if idx not in mm.tables and anon_thp_fault_allowed(kernel, vma, va):
         # do_huge_pmd_anonymous_page: anon_vma_prepare first, then the huge zero page
@@ -179,9 +180,11 @@ def _anonymous_fault(kernel: Kernel, mm: Mm, vma: Vma, va: int, write: bool) -> 
     add_run(table, va, 1, kernel.new_anon_folio(0), 0)
 
 
-def _read_fault(kernel: Kernel, mm: Mm, vma: Vma, va: int) -> None:
-    """do_read_fault: fault-around first, then ->fault for the page itself."""
-    _fault_around(kernel, mm, vma, va)
+def _read_fault(kernel: KernelState, mm: Mm, vma: Vma, va: int) -> None:
+    """do_read_fault: fault-around first (unless fault_around_bytes is one page), then
+    ->fault for the page itself if fault-around did not map it."""
+    if kernel.setup.fault_around_pages > 1:
+        _fault_around(kernel, mm, vma, va)
     table = mm.tables.get(va >> PMD_SHIFT)
     if table is not None and (table.pmd is not None or find_run(table, va) is not None):
         return
@@ -189,7 +192,7 @@ def _read_fault(kernel: Kernel, mm: Mm, vma: Vma, va: int) -> None:
     _finish_fault(kernel, mm, vma, va, folio)
 
 
-def _cow_fault(kernel: Kernel, mm: Mm, vma: Vma, va: int) -> None:
+def _cow_fault(kernel: KernelState, mm: Mm, vma: Vma, va: int) -> None:
     """do_cow_fault: the page-cache folio is looked up (allocated if a hole), an order-0
     anon copy is mapped; finish_fault never maps the copy with a PMD."""
     assert vma.file is not None
@@ -199,7 +202,7 @@ def _cow_fault(kernel: Kernel, mm: Mm, vma: Vma, va: int) -> None:
     add_run(table, va, 1, kernel.new_anon_folio(0), 0)
 
 
-def _shared_fault(kernel: Kernel, mm: Mm, vma: Vma, va: int) -> None:
+def _shared_fault(kernel: KernelState, mm: Mm, vma: Vma, va: int) -> None:
     """do_shared_fault: no fault-around for writes; finish_fault maps the page (or PMD)."""
     assert vma.file is not None
     folio = kernel.shmem_get_folio(vma.file, vma.pgoff_at(va), vma, "cache")
@@ -207,7 +210,7 @@ def _shared_fault(kernel: Kernel, mm: Mm, vma: Vma, va: int) -> None:
     _finish_fault(kernel, mm, vma, va, folio)
 
 
-def _finish_fault(kernel: Kernel, mm: Mm, vma: Vma, va: int, folio: Folio) -> None:
+def _finish_fault(kernel: KernelState, mm: Mm, vma: Vma, va: int, folio: Folio) -> None:
     """finish_fault: a PMD if the PMD entry is none and do_set_pmd agrees, else one PTE."""
     idx = va >> PMD_SHIFT
     if idx not in mm.tables and folio.order > 0 and _do_set_pmd(mm, vma, va, folio):
@@ -225,17 +228,21 @@ def _do_set_pmd(mm: Mm, vma: Vma, va: int, folio: Folio) -> bool:
     return True
 
 
-def _fault_around(kernel: Kernel, mm: Mm, vma: Vma, va: int) -> None:
+def _fault_around(kernel: KernelState, mm: Mm, vma: Vma, va: int) -> None:
     """do_fault_around + filemap_map_pages for a read fault on a file mapping.
 
-    The window is fault_around_bytes (64K) aligned, starting no lower than the VMA,
-    clipped to the page table, the VMA and i_size. Only uptodate page-cache folios are
-    mapped (fallocated ones are not), and only into none PTEs. If the first folio found
-    is PMD-sized and the PMD entry is none, filemap_map_pmd tries do_set_pmd instead.
+    The window is fault_around_bytes (a power of two) aligned, starting no lower than the
+    VMA, clipped to the page table, the VMA and i_size. Only uptodate page-cache folios
+    are mapped (fallocated ones are not), and only into none PTEs. If the first folio
+    found is PMD-sized and the PMD entry is none, filemap_map_pmd tries do_set_pmd
+    instead. With the series' fault_around_whole_folio (patch 0004), each large folio
+    the window meets is mapped from its first to its last page inside the VMA, the page
+    table and i_size (filemap_whole_folio_range), even outside the window; the lookup
+    still stops at the window's end.
     """
     file = vma.file
     assert file is not None
-    nr_pages = FAULT_AROUND_PAGES
+    nr_pages = kernel.setup.fault_around_pages
     address = max(va & ~(nr_pages * PAGE_SIZE - 1), vma.start)
     off = ((va - address) >> PAGE_SHIFT) & (PTRS_PER_PTE - 1)
     start_pgoff = vma.pgoff_at(va) - off
@@ -256,12 +263,29 @@ def _fault_around(kernel: Kernel, mm: Mm, vma: Vma, va: int) -> None:
         if folios[0].order > 0 and _do_set_pmd(mm, vma, va, folios[0]):
             return
         table = mm.ensure_table(idx)
-    last = min(end_pgoff, file.size_pages - 1)
+    file_end = file.size_pages - 1
+    last = min(end_pgoff, file_end)
     for folio in folios:
         first_index = max(start_pgoff, folio.index)
         last_index = min(last, folio.index + folio.nr_pages - 1)
         if first_index > last_index:
             continue
+        if folio.order > 0 and kernel.setup.fault_around_whole_folio:
+            first_index, last_index = _whole_folio_range(vma, folio, first_index, file_end)
         lo = vma.va_of(first_index)
         hi = vma.va_of(last_index + 1)
         map_gaps(table, lo, hi, folio, first_index - folio.index)
+
+
+def _whole_folio_range(vma: Vma, folio: Folio, index: int, file_end: int) -> tuple[int, int]:
+    """filemap_whole_folio_range: the folio's pages around index that the page table
+    mapping index (at its address in this VMA) can map, inside the VMA and below EOF."""
+    addr = vma.va_of(index)
+    pt_idx = (addr >> PAGE_SHIFT) & (PTRS_PER_PTE - 1)
+    back = min(index - folio.index, (addr - vma.start) >> PAGE_SHIFT, pt_idx)
+    fwd = min(
+        folio.index + folio.nr_pages - 1 - index,
+        ((vma.end - addr) >> PAGE_SHIFT) - 1,
+        PTRS_PER_PTE - 1 - pt_idx,
+    )
+    return index - back, min(index + fwd, file_end)

@@ -100,6 +100,8 @@ class ShmemFile:
         self.sb_huge = sb_huge  # the superblock's huge= (shm_mnt follows shmem_enabled)
         self.cache: dict[int, Folio] = {}
         self._per_block: dict[int, int] = {}  # entries per 512-index block
+        # On its superblock's shrinklist: a PMD folio sticks out past i_size.
+        self.on_shrinklist = False
 
     def lookup(self, index: int) -> Folio | None:
         folio = self.cache.get(index)

@@ -17,13 +17,14 @@ from harness.model.layout import (
 )
 from harness.model.mm import Mm
 from harness.model.pagetable import (
+    Piece,
     add_run,
     clear_pmd,
     pieces,
     remove_range,
     set_pmd,
 )
-from harness.model.thp import split_huge_pages_range, split_pmd, split_pmd_at
+from harness.model.thp import split_folio, split_huge_pages_range, split_pmd, split_pmd_at
 from harness.model.vma import (
     Vma,
     anon_vma_compatible,
@@ -41,13 +42,18 @@ class Kernel:
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
         self.mms: dict[str, Mm] = {"main": Mm("main")}
-        self.files: dict[str, ShmemFile] = {}
+        self.files: dict[str, ShmemFile] = {}  # by workload file name: the inode
+        self.struct_files: dict[str, int] = {}  # by workload file name: which open
         self.shared_anon: list[ShmemFile] = []  # objects behind MAP_SHARED|MAP_ANONYMOUS
         self.folios: dict[int, Folio] = {}
         self._next_folio = 1
         self._next_anon_vma = 1
         self.zero_page = Folio(0, 0, ZERO)
         self.huge_zero_page = Folio(-1, HPAGE_PMD_ORDER, ZERO)
+        # The deferred split queue (ds_queue->split_queue), in list_add_tail order.
+        self.deferred_split_queue: list[Folio] = []
+        # vm events the model predicts exactly (/proc/vmstat deltas over a scenario).
+        self.events: dict[str, int] = {}
 
     # --- folios --------------------------------------------------------------------------
 
@@ -70,18 +76,65 @@ class Kernel:
         folio.dirty = True
         return folio
 
+    def count_event(self, name: str, n: int = 1) -> None:
+        """count_vm_event: a /proc/vmstat event the comparison checks."""
+        self.events[name] = self.events.get(name, 0) + n
+
     def release(self, folio: Folio) -> None:
         """After a mapping went away: free the folio if nothing holds it any more.
 
-        A large anon folio still mapped but with some page unmapped is what 6.1 puts on
-        the deferred split queue; it stays large until memory pressure, so it does here.
+        Freeing takes a large folio off the deferred split queue (free_transhuge_page).
         """
         if folio.kind == ZERO:
             return
         if not folio.mapped and not folio.in_cache:
             self.folios.pop(folio.id, None)
-        elif folio.kind == ANON and folio.order > 0 and not folio.pmd_maps:
-            folio.deferred_split = True
+            self.dequeue_deferred_split(folio)
+
+    def deferred_split_huge_page(self, folio: Folio) -> None:
+        """Queue an anon THP for the deferred split shrinker, once (THP_DEFERRED_SPLIT_PAGE)."""
+        if folio.deferred_split:
+            return
+        folio.deferred_split = True
+        self.deferred_split_queue.append(folio)
+        self.count_event("thp_deferred_split_page")
+
+    def dequeue_deferred_split(self, folio: Folio) -> None:
+        if folio.deferred_split:
+            folio.deferred_split = False
+            self.deferred_split_queue.remove(folio)
+
+    def page_remove_rmap_ptes(self, removed: list[Piece]) -> None:
+        """page_remove_rmap(compound=false) for PTEs just cleared.
+
+        A page of an anon THP whose _mapcount goes negative (no PTE maps it any more, and
+        no PMD does: a PMD mapping beside PTE mappings keeps PG_double_map's bias on every
+        subpage) queues the folio for deferred split. Not every partial unmap does: a page
+        still mapped by another process keeps its count.
+        """
+        for piece in removed:
+            folio = piece.folio
+            if folio.kind != ANON or folio.order == 0 or folio.pmd_maps:
+                continue
+            if not folio.deferred_split and _has_unmapped_page(
+                folio, piece.pidx, piece.pidx + piece.npages
+            ):
+                self.deferred_split_huge_page(folio)
+
+    def page_remove_anon_compound_rmap(self, folio: Folio) -> None:
+        """The last PMD of an anon THP went: with PG_double_map set (PTE mappings exist
+        beside it), pages no PTE maps drop to -1, and if some but not all do, the folio
+        is queued for deferred split."""
+        if folio.kind != ANON or folio.pmd_maps or folio.pte_pages == 0:
+            return
+        if _has_unmapped_page(folio, 0, folio.nr_pages):
+            self.deferred_split_huge_page(folio)
+
+    def deferred_split_scan(self) -> None:
+        """The deferred split shrinker (drop_slab runs every shrinker): split every queued
+        folio; pages that no mapping holds afterwards are freed by the split."""
+        for folio in list(self.deferred_split_queue):
+            split_folio(self, folio)
 
     def unmap_folio_everywhere(self, folio: Folio) -> None:
         """try_to_unmap on a file folio: every PMD (zapped, PMD entry none) and PTE goes."""
@@ -198,12 +251,14 @@ class Kernel:
                 if block_hi - block_lo == PMD_SIZE:
                     folio = clear_pmd(table)  # zap_huge_pmd leaves the PMD entry none
                     del mm.tables[idx]
+                    self.page_remove_anon_compound_rmap(folio)
                     self.release(folio)
                     continue
                 split_pmd(self, table)
                 if idx not in mm.tables:
                     continue
             removed = remove_range(table, block_lo, block_hi, keep_anon)
+            self.page_remove_rmap_ptes(removed)
             for folio in {id(p.folio): p.folio for p in removed}.values():
                 self.release(folio)
 
@@ -292,7 +347,14 @@ class Kernel:
             sb_huge = shmem.shm_mnt_huge(self.setup)
         file = ShmemFile(name, kind, size >> PAGE_SHIFT, sb_huge)
         self.files[name] = file
+        self.struct_files[name] = len(self.struct_files) + 1
         shmem.populate(self, file, populate)
+        return None
+
+    def open_again(self, name: str, of: str) -> str | None:
+        """open("/proc/self/fd/N"): a new struct file of the same inode."""
+        self.files[name] = self.files[of]
+        self.struct_files[name] = len(self.struct_files) + 1
         return None
 
     def mmap(
@@ -309,8 +371,10 @@ class Kernel:
         if mm.vmas_in(addr, addr + length):
             return "EEXIST"  # MAP_FIXED_NOREPLACE
         file: ShmemFile | None = None
+        handle = 0
         if file_name is not None:
             file = self.files[file_name]
+            handle = self.struct_files[file_name]
             pgoff = file_offset >> PAGE_SHIFT
         elif shared:
             # shmem_zero_setup: a new object on shm_mnt, offset 0 at the start.
@@ -322,7 +386,14 @@ class Kernel:
         else:
             pgoff = addr >> PAGE_SHIFT
         vma = Vma(
-            addr, addr + length, prot, shared, file, pgoff, account=not shared and prot == "rw"
+            addr,
+            addr + length,
+            prot,
+            shared,
+            file,
+            pgoff,
+            account=not shared and prot == "rw",
+            file_handle=handle,
         )
         mm.insert_vma(vma)
         self.vma_merge(mm, vma)
@@ -396,8 +467,30 @@ class Kernel:
         return None
 
     def drop_caches(self) -> str | None:
-        shmem.drop_caches(self, [*self.files.values(), *self.shared_anon])
+        """drop_caches_sysctl_handler with 3: the page cache of every superblock, then
+        drop_slab(), which runs every shrinker, the deferred split one included."""
+        files = [*{id(f): f for f in self.files.values()}.values(), *self.shared_anon]
+        shmem.drop_caches(self, files)
+        self.deferred_split_scan()
+        shmem.unused_huge_shrink(self, files)
         return None
 
     def live_folios(self) -> list[Folio]:
         return list(self.folios.values())
+
+
+def _has_unmapped_page(folio: Folio, lo: int, hi: int) -> bool:
+    """Whether some page in [lo, hi) of the folio has no PTE mapping left."""
+    covering = sorted(
+        (run.pidx, run.pidx + run.npages)
+        for run in folio.pte_runs
+        if run.pidx < hi and run.pidx + run.npages > lo
+    )
+    at = lo
+    for start, end in covering:
+        if start > at:
+            return True
+        at = max(at, end)
+        if at >= hi:
+            return False
+    return at < hi

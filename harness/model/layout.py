@@ -13,8 +13,6 @@ PMD_SHIFT = 21
 PMD_SIZE = 1 << PMD_SHIFT
 HPAGE_PMD_ORDER = PMD_SHIFT - PAGE_SHIFT
 HPAGE_PMD_NR = 1 << HPAGE_PMD_ORDER
-# mm/memory.c fault_around_bytes: 64 KiB unless changed through debugfs.
-FAULT_AROUND_PAGES = 65536 >> PAGE_SHIFT
 
 
 def pmd_index(va: int) -> int:

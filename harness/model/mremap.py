@@ -9,11 +9,11 @@ from harness.model.pagetable import move_runs, retarget
 from harness.model.thp import split_pmd
 
 if TYPE_CHECKING:
-    from harness.model.kernel import Kernel
     from harness.model.mm import Mm
+    from harness.model.state import KernelState
 
 
-def move_page_tables(kernel: Kernel, mm: Mm, old: int, new: int, length: int) -> None:
+def move_page_tables(kernel: KernelState, mm: Mm, old: int, new: int, length: int) -> None:
     """Move the mappings of [old, old + length) to new, extent by extent.
 
     An extent stops at the next 2 MiB boundary of either side (get_extent). A whole

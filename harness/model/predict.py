@@ -22,8 +22,10 @@ from harness.workload import (
     Mprotect,
     Mremap,
     Munmap,
+    Open,
     Probe,
     Punch,
+    Recall,
     Scenario,
     Spawn,
     Split,
@@ -136,12 +138,17 @@ class ModelResult:
     source: str
     probes: dict[str, ProbePrediction] = field(default_factory=dict)  # by label, in order
     errors: dict[int, str] = field(default_factory=dict)  # step index -> predicted errno
+    # vm events over the scenario (begin to end of /proc/vmstat), those the model predicts.
+    events: dict[str, int] = field(default_factory=dict)
+    recalls: dict[str, str] = field(default_factory=dict)  # recall label -> folio state
 
     def to_json(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario,
             "source": self.source,
             "errors": {str(k): v for k, v in self.errors.items()},
+            "events": self.events,
+            "recalls": self.recalls,
             "probes": [p.to_json() for p in self.probes.values()],
         }
 
@@ -154,6 +161,12 @@ def predict(scenario: Scenario) -> ModelResult:
             error = run_step(kernel, step)
             if isinstance(step, Probe):
                 result.probes[step.label] = probe(kernel, step)
+            elif isinstance(step, Recall):
+                state = recall(kernel, result.probes[step.probe], step.addr)
+                if state is None:
+                    error = "ENOENT"  # the probe saw no page there to remember
+                else:
+                    result.recalls[step.label] = state
         except (ModelError, AssertionError) as exc:
             raise ModelError(
                 f"{step.where}: scenario {scenario.name}, step {step.index} ({step.op}): "
@@ -161,6 +174,7 @@ def predict(scenario: Scenario) -> ModelResult:
             ) from exc
         if error is not None:
             result.errors[step.index] = error
+    result.events = dict(sorted(kernel.events.items()))
     return result
 
 
@@ -201,7 +215,9 @@ def run_step(kernel: Kernel, step: Step) -> str | None:
             return kernel.split(step.proc, step.addr, step.addr + step.length)
         case DropCaches():
             return kernel.drop_caches()
-        case Probe():
+        case Open():
+            return kernel.open_again(step.file, step.of)
+        case Probe() | Recall():
             return None
     raise ModelError(f"unknown step {step!r}")  # pragma: no cover
 
@@ -252,6 +268,26 @@ def probe(kernel: Kernel, step: Probe) -> ProbePrediction:
         not_present=tuple(_holes(runs_only, lo, hi)),
         vmas=tuple(_vma_predictions(mm, lo, hi)),
     )
+
+
+def recall(kernel: Kernel, seen: ProbePrediction, va: int) -> str | None:
+    """What became of the folio `seen` showed at va, judged by its head page: freed,
+    split (smaller now), mapped, cached (unmapped, in the page cache) or unmapped;
+    "zero" for the zero page, which is never judged. None if no page was there."""
+    run = next((r for r in seen.mapped if r.va <= va < r.va + (r.npages << PAGE_SHIFT)), None)
+    if run is None:
+        return None
+    if run.folio in (ZERO_PAGE_ID, HUGE_ZERO_PAGE_ID):
+        return "zero"
+    order = next(f.order for f in seen.folios if f.folio == run.folio)
+    folio = kernel.folios.get(run.folio)
+    if folio is None:
+        return "freed"
+    if folio.order < order:
+        return "split"
+    if folio.mapped:
+        return "mapped"
+    return "cached" if folio.in_cache else "unmapped"
 
 
 def _mapped_runs(mm: Mm, lo: int, hi: int) -> list[tuple[PageRun, Folio]]:

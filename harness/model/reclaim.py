@@ -19,11 +19,11 @@ from harness.model.pagetable import find_run, next_run_start
 from harness.model.thp import split_folio
 
 if TYPE_CHECKING:
-    from harness.model.kernel import Kernel
     from harness.model.mm import Mm
+    from harness.model.state import KernelState
 
 
-def cold_or_pageout(kernel: Kernel, mm: Mm, lo: int, hi: int, pageout: bool) -> None:
+def cold_or_pageout(kernel: KernelState, mm: Mm, lo: int, hi: int, pageout: bool) -> None:
     va = lo
     while va < hi:
         nxt = min(hi, pmd_end(va))
@@ -31,7 +31,7 @@ def cold_or_pageout(kernel: Kernel, mm: Mm, lo: int, hi: int, pageout: bool) -> 
         va = nxt
 
 
-def _pmd_range(kernel: Kernel, mm: Mm, lo: int, hi: int, pageout: bool) -> None:
+def _pmd_range(kernel: KernelState, mm: Mm, lo: int, hi: int, pageout: bool) -> None:
     idx = lo >> PMD_SHIFT
     table = mm.tables.get(idx)
     if table is None:
@@ -76,7 +76,7 @@ def _pmd_range(kernel: Kernel, mm: Mm, lo: int, hi: int, pageout: bool) -> None:
     _reclaim(kernel, victims)
 
 
-def _reclaim(kernel: Kernel, folios: list[Folio]) -> None:
+def _reclaim(kernel: KernelState, folios: list[Folio]) -> None:
     """reclaim_pages → shrink_folio_list, with no swap device to write anon pages to."""
     for folio in folios:
         if folio.kind == ANON:

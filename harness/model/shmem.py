@@ -16,7 +16,7 @@ from harness.model.vma import Vma
 from harness.workload import Setup
 
 if TYPE_CHECKING:
-    from harness.model.kernel import Kernel
+    from harness.model.state import KernelState
 
 _SB_SETTINGS = ("always", "within_size", "advise", "never")
 
@@ -26,7 +26,7 @@ def shm_mnt_huge(setup: Setup) -> str:
     return setup.shmem_enabled if setup.shmem_enabled in _SB_SETTINGS else "never"
 
 
-def is_huge(kernel: Kernel, file: ShmemFile, index: int, vma: Vma | None) -> bool:
+def is_huge(kernel: KernelState, file: ShmemFile, index: int, vma: Vma | None) -> bool:
     """__shmem_is_huge for a new folio at index (vma is None for write/fallocate)."""
     if vma is not None and vma.thp == "nohugepage":
         return False
@@ -48,7 +48,7 @@ def is_huge(kernel: Kernel, file: ShmemFile, index: int, vma: Vma | None) -> boo
     return False
 
 
-def get_folio(kernel: Kernel, file: ShmemFile, index: int, vma: Vma | None, sgp: str) -> Folio:
+def get_folio(kernel: KernelState, file: ShmemFile, index: int, vma: Vma | None, sgp: str) -> Folio:
     """shmem_get_folio_gfp: the folio holding index, allocated if it is a hole.
 
     sgp: "cache" (a fault), "write" (write(2)) or "falloc" (fallocate, which leaves new
@@ -66,6 +66,10 @@ def get_folio(kernel: Kernel, file: ShmemFile, index: int, vma: Vma | None, sgp:
     hindex = index & ~(HPAGE_PMD_NR - 1)
     if is_huge(kernel, file, index, vma) and not file.block_has_entries(hindex):
         folio = kernel.new_folio(HPAGE_PMD_ORDER, SHMEM, file, hindex)
+        if file.size_pages < hindex + HPAGE_PMD_NR - 1:
+            # "Part of the large folio is beyond i_size: subject to shrink under memory
+            # pressure" (and to drop_caches, which runs the superblock's shrinker).
+            file.on_shrinklist = True
     else:
         folio = kernel.new_folio(0, SHMEM, file, index)
     folio.uptodate = sgp != "falloc"
@@ -75,7 +79,7 @@ def get_folio(kernel: Kernel, file: ShmemFile, index: int, vma: Vma | None, sgp:
     return folio
 
 
-def populate(kernel: Kernel, file: ShmemFile, how: str) -> None:
+def populate(kernel: KernelState, file: ShmemFile, how: str) -> None:
     """mmwork's `file` step: ftruncate to the size, then pwrite() or fallocate() it all."""
     if how == "none":
         return
@@ -86,7 +90,7 @@ def populate(kernel: Kernel, file: ShmemFile, how: str) -> None:
         index = folio.index + folio.nr_pages
 
 
-def punch_hole(kernel: Kernel, file: ShmemFile, offset: int, length: int) -> None:
+def punch_hole(kernel: KernelState, file: ShmemFile, offset: int, length: int) -> None:
     """shmem_fallocate(PUNCH_HOLE).
 
     unmap_mapping_range (without even_cows: COWed anon pages of private mappings stay),
@@ -113,7 +117,7 @@ def punch_hole(kernel: Kernel, file: ShmemFile, offset: int, length: int) -> Non
                 truncate_folio(kernel, page)
 
 
-def truncate_folio(kernel: Kernel, folio: Folio) -> None:
+def truncate_folio(kernel: KernelState, folio: Folio) -> None:
     """truncate_inode_folio: unmap what is left, leave the page cache."""
     kernel.unmap_folio_everywhere(folio)
     assert folio.file is not None
@@ -122,7 +126,22 @@ def truncate_folio(kernel: Kernel, folio: Folio) -> None:
     kernel.release(folio)
 
 
-def drop_caches(kernel: Kernel, files: list[ShmemFile]) -> None:
+def unused_huge_shrink(kernel: KernelState, files: list[ShmemFile]) -> None:
+    """shmem_unused_huge_shrink, which drop_slab runs through each shmem superblock's
+    shrinker: split the PMD folio at i_size of every file on the shrinklist, so that the
+    pages past i_size leave the page cache (__split_huge_page drops them)."""
+    for file in files:
+        if not file.on_shrinklist:
+            continue
+        file.on_shrinklist = False
+        if file.size_pages % HPAGE_PMD_NR == 0:
+            continue  # "Check if there's anything to gain"
+        folio = file.lookup(file.size_pages & ~(HPAGE_PMD_NR - 1))
+        if folio is not None and folio.order > 0:
+            split_folio(kernel, folio)
+
+
+def drop_caches(kernel: KernelState, files: list[ShmemFile]) -> None:
     """drop_pagecache_sb → invalidate_mapping_pages: clean, unmapped folios only.
 
     mapping_evict_folio refuses dirty or mapped folios; shmem written through write(2),

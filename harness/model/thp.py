@@ -10,14 +10,14 @@ from harness.model.pagetable import Table, add_run, clear_pmd, pieces, remove_ra
 from harness.model.vma import Vma
 
 if TYPE_CHECKING:
-    from harness.model.kernel import Kernel
     from harness.model.mm import Mm
+    from harness.model.state import KernelState
 
 
 # --- policy ------------------------------------------------------------------------------
 
 
-def anon_thp_fault_allowed(kernel: Kernel, vma: Vma, va: int) -> bool:
+def anon_thp_fault_allowed(kernel: KernelState, vma: Vma, va: int) -> bool:
     """Whether an anonymous fault at va tries a PMD-sized folio first.
 
     __handle_mm_fault: hugepage_vma_check(in_pf) reads the sysfs `enabled` knob and
@@ -43,7 +43,7 @@ def transhuge_vma_suitable(vma: Vma, va: int) -> bool:
 # --- splitting a PMD mapping -------------------------------------------------------------
 
 
-def split_pmd(kernel: Kernel, table: Table) -> None:
+def split_pmd(kernel: KernelState, table: Table) -> None:
     """__split_huge_pmd_locked on one PMD entry.
 
     Anon: the PMD becomes a PTE table mapping the same 512 pages; AnonExclusive of the
@@ -68,7 +68,7 @@ def split_pmd(kernel: Kernel, table: Table) -> None:
         kernel.release(folio)
 
 
-def split_pmd_at(kernel: Kernel, mm: Mm, va: int) -> None:
+def split_pmd_at(kernel: KernelState, mm: Mm, va: int) -> None:
     """split_huge_pmd_address: split the huge PMD covering va, if there is one."""
     table = mm.tables.get(va >> PMD_SHIFT)
     if table is not None and table.pmd is not None:
@@ -78,7 +78,7 @@ def split_pmd_at(kernel: Kernel, mm: Mm, va: int) -> None:
 # --- splitting a folio -------------------------------------------------------------------
 
 
-def split_folio(kernel: Kernel, folio: Folio) -> bool:
+def split_folio(kernel: KernelState, folio: Folio) -> bool:
     """split_huge_page: the folio becomes order-0 folios, one per page.
 
     unmap_folio() first: anon folios go through migration entries and remap_page()
@@ -89,6 +89,13 @@ def split_folio(kernel: Kernel, folio: Folio) -> bool:
     """
     if folio.order == 0 or folio.kind == ZERO:
         return False
+    if folio.kind == ANON and folio.mapped:
+        # unmap_folio → try_to_migrate removes the rmap page by page (a PMD through a
+        # freezing PMD split): the first page left with none queues the folio, which
+        # split_huge_page_to_list then takes off the queue.
+        kernel.deferred_split_huge_page(folio)
+    kernel.count_event("thp_split_page")
+    kernel.dequeue_deferred_split(folio)
     if folio.kind == ANON:
         for table in list(folio.pmd_maps):
             split_pmd(kernel, table)
@@ -106,7 +113,6 @@ def split_folio(kernel: Kernel, folio: Folio) -> bool:
     if file is not None and folio.in_cache:
         file.remove(folio)
     folio.order = 0
-    folio.deferred_split = False
     for run in list(folio.pte_runs):
         table, va, first, count = run.table, run.va, run.pidx, run.npages
         remove_range(table, va, run.end)
@@ -121,7 +127,7 @@ def split_folio(kernel: Kernel, folio: Folio) -> bool:
     return True
 
 
-def split_huge_pages_range(kernel: Kernel, mm: Mm, lo: int, hi: int) -> None:
+def split_huge_pages_range(kernel: KernelState, mm: Mm, lo: int, hi: int) -> None:
     """debugfs split_huge_pages with <pid>,<lo>,<hi>: split_huge_page on each THP found.
 
     split_huge_pages_pid walks page by page and stops at the first address without a

@@ -28,6 +28,9 @@ class Vma:
     thp: str | None = None  # "hugepage" (VM_HUGEPAGE) | "nohugepage" (VM_NOHUGEPAGE) | None
     anon_vma: int | None = None
     chain_len: int = 0
+    # vma->vm_file: which struct file (open of the inode `file`) the VMA maps through;
+    # two opens of one inode map the same page cache but never merge.
+    file_handle: int = 0
 
     @property
     def anonymous(self) -> bool:
@@ -58,6 +61,7 @@ def same_flags(a: Vma, b: Vma) -> bool:
         and a.account == b.account
         and a.thp == b.thp
         and a.file is b.file
+        and a.file_handle == b.file_handle
     )
 
 
@@ -103,6 +107,7 @@ def anon_vma_compatible(a: Vma, b: Vma) -> bool:
     return (
         a.end == b.start
         and a.file is b.file
+        and a.file_handle == b.file_handle
         and a.shared == b.shared
         and a.account == b.account
         and a.thp == b.thp
