@@ -106,11 +106,11 @@ def test_dom_holds_every_scenario_and_folio(series_report: Path, tmp_path: Path)
 def test_screenshot_shows_the_folios(series_report: Path, tmp_path: Path) -> None:
     page = series_report / "report.html"
     shot = series_report / "report.png"
-    proc = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2600", page.as_uri())
+    proc = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri())
     assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
     print(f"\nscreenshot: {shot}")
     width, height, pixels = png_pixels(shot)
-    assert (width, height) == (1280, 2600)
+    assert (width, height) == (1280, 1600)
     colours = set(pixels)
     assert len(colours) > 50, f"{shot}: only {len(colours)} colours: blank?"
     # The folio strips' colours (P=1, a PMD mapping, a PTE mapping) are on screen.

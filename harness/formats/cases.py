@@ -126,6 +126,7 @@ class RunReport:
     kernels: list[Kernel] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
     scenarios: list[dict[str, Any]] = field(default_factory=list)  # results.json's, for pictures
+    rmap_stats: dict[str, dict[str, int]] = field(default_factory=dict)  # series' rmap calls
     nights: list[dict[str, Any]] = field(default_factory=list)  # night summaries, for trends
     files: list[str] = field(default_factory=list)  # the run directory's files, for links
 
@@ -207,7 +208,8 @@ def _build_status(kernel: dict[str, Any], error: str | None) -> str:
     return "fail" if any(w in why for w in ("build failed", "patch", "kconfig")) else "not-run"
 
 
-_SCENARIO_STATUS = {"pass": "pass", "fail": "fail", "environment": "environment", "error": "error"}
+_SCENARIO_STATUS = {"pass": "pass", "fail": "fail", "environment": "environment", "error": "error",
+                    "skipped": "skip"}  # fmt: skip
 
 
 def from_scenarios(
@@ -232,6 +234,7 @@ def from_scenarios(
         kernels=[_kernel_from(results, metadata)],
         machine=results.get("machine") or {},
         scenarios=results.get("scenarios", []),
+        rmap_stats=results.get("rmap_stats") or {},
     )
 
 
@@ -284,7 +287,18 @@ def _scenario_case(s: dict[str, Any], console: list[str]) -> Case:
         )  # fmt: skip
     for probe in s.get("probes") or []:
         subtests.append(_probe_case(probe))
+    for recall in s.get("recalls") or []:
+        subtests.append(Case(
+            f"recall {recall['label']}", "pass" if recall.get("verdict") == "pass" else "fail",
+            message=(recall.get("diff") or "").strip(),
+            values={"expected": recall.get("expected"), "observed": recall.get("observed")},
+        ))  # fmt: skip
     status = _SCENARIO_STATUS.get(s.get("verdict", "error"), "error")
+    values: dict[str, Any] = {}
+    if s.get("environment"):
+        values["environment"] = s["environment"]
+    if s.get("rmap"):
+        values["rmap"] = s["rmap"]  # the series' rmap calls and pages during the scenario
     return Case(
         s["name"],
         status,
@@ -292,7 +306,7 @@ def _scenario_case(s: dict[str, Any], console: list[str]) -> Case:
         console=console_excerpt(console, s["name"]) if status != "pass" else "",
         subtests=subtests,
         diagnostics=(s.get("diff") or "").splitlines(),
-        values={"environment": s["environment"]} if s.get("environment") else {},
+        values=values,
     )
 
 

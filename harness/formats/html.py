@@ -29,6 +29,7 @@ STRIP_WIDTH = 720.0
 STATUS_COLOUR = {
     "pass": "#1a7f37", "fail": "#cf222e", "timeout": "#cf222e", "crash": "#8b0000",
     "error": "#bc4c00", "environment": "#9a6700", "skip": "#6e7781", "not-run": "#6e7781",
+    "skipped": "#6e7781",
 }  # fmt: skip
 # P -> colour: absent, 0, 1, 2, 3, 4+; negative (an underflow) stands out in amber.
 P_COLOURS = ["#ffffff", "#c4c9d0", "#93c5fd", "#3b82f6", "#1d4ed8", "#172554"]
@@ -345,8 +346,10 @@ def trend_chart(nights: list[dict[str, Any]]) -> str:
         y = h - pad_b
         counts: dict[str, int] = {}
         for cell in night["cells"]:
-            v = cell["verdict"] if cell["verdict"] in STATUS_COLOUR else "error"
-            v = "fail" if cell["verdict"] in ("regression", "found") else v
+            v = {"regression": "fail", "found": "fail", "skipped": "skip"}.get(
+                cell["verdict"], cell["verdict"]
+            )
+            v = v if v in order else "error"
             counts[v] = counts.get(v, 0) + 1
         for verdict in order:
             if not counts.get(verdict):
@@ -404,6 +407,35 @@ def _steps_table(scenario: dict[str, Any]) -> str:
             f"<th>kernel</th></tr>{''.join(rows)}</table>")  # fmt: skip
 
 
+def rmap_table(rmap: dict[str, dict[str, int]], title: str) -> str:
+    """The kernel series' rmap calls and the pages they covered, per operation: what
+    batching buys (pages per call)."""
+    if not rmap:
+        return ""
+    rows = "".join(
+        f"<tr><td>{esc(op)}</td><td>{c.get('calls', 0)}</td><td>{c.get('pages', 0)}</td>"
+        f"<td>{c['pages'] / c['calls']:.2f}</td></tr>" if c.get("calls") else
+        f"<tr><td>{esc(op)}</td><td>0</td><td>{c.get('pages', 0)}</td><td>\u2013</td></tr>"
+        for op, c in rmap.items()
+    )  # fmt: skip
+    return (f"<h4>{esc(title)}</h4><table class=\"rmap\"><tr><th>operation</th><th>calls</th>"
+            f"<th>pages</th><th>pages/call</th></tr>{rows}</table>")  # fmt: skip
+
+
+def _recalls_table(scenario: dict[str, Any]) -> str:
+    rows = []
+    for r in scenario.get("recalls") or []:
+        bad = r.get("verdict") != "pass"
+        cls = ' class="bad"' if bad else ""
+        got = r.get("observed") or "\u2013"
+        rows.append(f"<tr><td>{esc(r['label'])}</td><td>{esc(r.get('expected'))}</td>"
+                    f"<td{cls}>{esc(got)}</td></tr>")  # fmt: skip
+    if not rows:
+        return ""
+    return ("<h4>Recalls</h4><table><tr><th>label</th><th>model</th><th>kernel</th></tr>"
+            f"{''.join(rows)}</table>")  # fmt: skip
+
+
 def _probe_section(probe: dict[str, Any]) -> str:
     vmas = probe.get("vmas") or []
     vma_text = ", ".join(
@@ -439,6 +471,8 @@ def _case_section(case: Case, scenario: dict[str, Any] | None) -> str:
     if scenario is not None:
         parts.append(_steps_table(scenario))
         parts.append(counts_chart(scenario))
+        parts.append(_recalls_table(scenario))
+        parts.append(rmap_table(scenario.get("rmap") or {}, "rmap calls during the scenario"))
         parts += [_probe_section(p) for p in scenario.get("probes") or []]
     else:
         parts.append(_subtests(case))
@@ -499,7 +533,9 @@ def render(report: RunReport) -> str:
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>folio-harness {esc(report.run_id)}: {esc(report.verdict)}</title>"
         f"<style>{CSS}</style></head><body>{DEFS}"
-        f"{_header(report)}{trend_chart(report.nights)}{_verdict_table(report)}{legend}"
+        f"{_header(report)}{trend_chart(report.nights)}{_verdict_table(report)}"
+        f"{rmap_table(report.rmap_stats, 'rmap calls over the run (the series rmap_stats)')}"
+        f"{legend}"
         f"{''.join(sections)}"
         + (f"<h2>Files</h2><ul>{files}</ul>" if files else "")
         + "</body></html>\n"
