@@ -7,6 +7,7 @@ whatever verdict could be reached.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shlex
@@ -135,12 +136,15 @@ def prepare_kernel(
             series_identity=series.identity,
         )
         state.metadata["inputs"] = _input_identities(cfg, series)
-    with phases.progress.bar("build: make", None) as bar:
+    watch = MakeBar(phases.progress)
+    try:
         result = build.build(
             build.BuildRequest(cfg.kernel, src, series, force=force),
             run_dir / "build.log",
-            watch=MakeBar(bar),
+            watch=watch,
         )
+    finally:
+        watch.close()
     how = "cached, no make" if result.cached else f"built in {result.seconds.get('make', 0):.1f}s"
     phases.finish("build", t, f"kernel {result.key}: {how}")
     if state is not None:
@@ -158,20 +162,26 @@ def prepare_kernel(
 
 class MakeBar:
     """make's steps (kbuild's '  CC  file' lines) on a progress bar, the total being the
-    step count of this build directory's fullest earlier make."""
+    step count of this build directory's fullest earlier make. The bar appears only when
+    make starts: a cached kernel, or a wait for another build's lock, shows none."""
 
-    def __init__(self, bar: report.Bar) -> None:
-        self.bar = bar
+    def __init__(self, progress: report.Progress) -> None:
+        self.progress = progress
+        self.bar: report.Bar | None = None
+        self._open = contextlib.ExitStack()
 
     def start(self, expected_steps: int | None) -> None:
-        self.bar.set_total(expected_steps)
+        self.bar = self._open.enter_context(self.progress.bar("build: make", expected_steps))
 
     def line(self, text: str) -> None:
-        if build.MAKE_STEP.match(text):
+        if self.bar is not None and build.MAKE_STEP.match(text):
             done = self.bar.done + 1
             if self.bar.total is not None and done > self.bar.total:
                 self.bar.set_total(done)  # more steps than last time: a bigger change
             self.bar.advance(1, text.split()[-1][-40:])
+
+    def close(self) -> None:
+        self._open.close()
 
 
 Body = Callable[[runconfig.RunConfig, RunState, report.Phases, machine.Machine], int]

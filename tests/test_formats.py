@@ -401,13 +401,15 @@ def test_plain_progress_has_no_bar_and_reports_make_steps_now_and_then(
     progress = report.Progress(out)
     assert not progress.fancy
     monkeypatch.setattr(report.Bar, "PLAIN_EVERY", 0.0)
-    with progress.bar("build: make") as bar:
-        watch = run.MakeBar(bar)
-        watch.start(2)
-        for line in ["make[1]: Entering directory", "  CC      mm/memory.o",
-                     "  LD      vmlinux", "  AR      lib/lib.a"]:  # fmt: skip
-            watch.line(line)
-    assert bar.done == 3 and bar.total == 3  # more steps than expected: the total grows
+    watch = run.MakeBar(progress)
+    watch.line("  CC      before/make/started.o")  # no bar before make starts: ignored
+    watch.start(2)
+    for line in ["make[1]: Entering directory", "  CC      mm/memory.o",
+                 "  LD      vmlinux", "  AR      lib/lib.a"]:  # fmt: skip
+        watch.line(line)
+    watch.close()
+    bar = watch.bar
+    assert bar is not None and bar.done == 3 and bar.total == 3  # the total grows
     assert "\x1b[" not in out.getvalue()
     assert out.getvalue().splitlines()[-1].endswith("build: make: 3/3")
 
