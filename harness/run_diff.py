@@ -54,7 +54,8 @@ def diff(a: RunReport, b: RunReport) -> list[str]:
         for field in ("version", "series_identity", "build_key", "config_sha256"):
             va, vb = getattr(ka, field), getattr(kb, field)
             if va != vb:
-                lines.append(f"kernel {ka.label} {field}: {va or '-'} -> {vb or '-'}")
+                who = "kernel" if ka.label == "kernel" else f"kernel {ka.label}"
+                lines.append(f"{who} {field}: {va or '-'} -> {vb or '-'}")
     ca, cb = _by_name(a.cases), _by_name(b.cases)
     for name in [n for n in ca if n not in cb]:
         lines.append(f"- {name}: only in {a.run_id} ({ca[name].status})")

@@ -59,6 +59,9 @@ max-height:420px}
 border:1px solid #8c959f;vertical-align:middle;margin:0 3px 0 10px}
 .probe{border-left:3px solid #d0d7de;padding-left:12px;margin:10px 0}
 ul.sub{margin:2px 0 2px 18px;padding:0}ul.sub li{list-style:none}
+ul.verdicts{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:2px 16px;
+padding:0;margin:6px 0}ul.verdicts li{list-style:none;font-size:13px}
+.why{color:#57606a;font-size:12px;margin-left:8px}
 """
 
 
@@ -121,7 +124,7 @@ def folio_svg(folio: dict[str, Any], vmas: list[dict[str, Any]]) -> str:
     page0_va = _va(folio["va"]) - first * PAGE  # the folio is mapped linearly around va
     cell = max(STRIP_WIDTH / npages, 0.5) if npages > 32 else 22.0
     left = 56.0
-    width = left + cell * npages + 8
+    width = max(left + cell * npages + 8, left + 110)  # room for the address below
     y_model, y_kernel, strip_h, bar_h = 22.0, 62.0, 18.0, 7.0
     height = 112.0
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="folio-svg" width="{width:.0f}" '
@@ -209,9 +212,12 @@ def folio_svg(folio: dict[str, Any], vmas: list[dict[str, Any]]) -> str:
         )
         boundary += PMD_SIZE
     label_y = height - 4
-    out.append(f'<text x="{left}" y="{label_y}" font-size="10">0 (0x{page0_va:x})</text>')
-    out.append(f'<text x="{left + npages * cell:.2f}" y="{label_y}" font-size="10" '
-               f'text-anchor="end">{npages - 1}</text>')  # fmt: skip
+    wide = npages * cell > 160  # room for both ends' labels
+    first_label = f"0 (0x{page0_va:x})" if wide else f"0x{page0_va:x}"
+    out.append(f'<text x="{left}" y="{label_y}" font-size="10">{first_label}</text>')
+    if wide:
+        out.append(f'<text x="{left + npages * cell:.2f}" y="{label_y}" font-size="10" '
+                   f'text-anchor="end">{npages - 1}</text>')  # fmt: skip
     out.append("</svg>")
     return "".join(out)
 
@@ -472,8 +478,8 @@ def _case_section(case: Case, scenario: dict[str, Any] | None) -> str:
         parts.append(_steps_table(scenario))
         parts.append(counts_chart(scenario))
         parts.append(_recalls_table(scenario))
-        parts.append(rmap_table(scenario.get("rmap") or {}, "rmap calls during the scenario"))
         parts += [_probe_section(p) for p in scenario.get("probes") or []]
+        parts.append(rmap_table(scenario.get("rmap") or {}, "rmap calls during the scenario"))
     else:
         parts.append(_subtests(case))
     if case.diagnostics:
@@ -514,14 +520,16 @@ def _header(report: RunReport) -> str:
 
 
 def _verdict_table(report: RunReport) -> str:
-    rows = []
-    for case in report.cases:
-        rows.append(f'<tr><td><a href="#{anchor(case.name)}">{esc(case.name)}</a></td>'
-                    f"<td>{badge(case.status)}</td><td>{esc(case.message)}</td></tr>")  # fmt: skip
+    """Every case in a compact grid (a run has dozens); what did not pass first, with why."""
+    ranked = sorted(report.cases, key=lambda c: c.status == "pass")  # stable: run order kept
+    items = []
+    for case in ranked:
+        why = f'<div class="why">{esc(case.message)}</div>' if case.message else ""
+        items.append(f'<li class="verdict">{badge(case.status)} <a href="#{anchor(case.name)}">'
+                     f"{esc(case.name)}</a>{why}</li>")  # fmt: skip
     counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items()))
     return (f'<h2 id="verdicts">Verdicts ({esc(counts) or "no cases"})</h2>'
-            '<table class="verdicts"><tr><th>case</th><th>verdict</th><th>why</th></tr>'
-            f"{''.join(rows)}</table>")  # fmt: skip
+            f'<ul class="verdicts">{"".join(items)}</ul>')
 
 
 def render(report: RunReport) -> str:
