@@ -1,4 +1,4 @@
-"""Command line: harness run | build | boot | doctor | model."""
+"""Command line: harness run | build | boot | doctor | model | report | diff."""
 
 from __future__ import annotations
 
@@ -84,6 +84,20 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import report_command
+
+    return report_command.main(args.run, _results_root(args), args.html, args.kcidb)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from harness import report_command, run_diff
+
+    root = _results_root(args)
+    return run_diff.main(report_command.resolve(args.run_a, root),
+                         report_command.resolve(args.run_b, root))  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description=__doc__)
     p.add_argument("--results", default="results", help="results directory (default: ./results)")
@@ -110,6 +124,18 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--workload", required=True)
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_model)
+
+    rp = sub.add_parser("report", help="a run's results as KTAP, JUnit, KCIDB and HTML")
+    rp.add_argument("run", help="results directory, run id under --results, or 'latest'")
+    how = rp.add_mutually_exclusive_group()
+    how.add_argument("--html", action="store_true", help="write report.html, print its path")
+    how.add_argument("--kcidb", action="store_true", help="print KCIDB v5 JSON for submission")
+    rp.set_defaults(func=cmd_report)
+
+    df = sub.add_parser("diff", help="what changed between two runs (verdicts, folio values)")
+    df.add_argument("run_a")
+    df.add_argument("run_b")
+    df.set_defaults(func=cmd_diff)
     return p
 
 
