@@ -9,6 +9,7 @@ with whatever those sessions run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -110,7 +111,8 @@ class SshdHost:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd {self.name} exited: {(self.home / 'sshd.log').read_text()}")
+                log = (self.home / "sshd.log").read_text()
+                raise RuntimeError(f"sshd {self.name} exited: {log}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return
@@ -127,10 +129,8 @@ class SshdHost:
             return
         victims = [self.proc.pid, *self.sessions()]
         for pid in victims:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.proc.wait()
 
     def stop(self) -> None:

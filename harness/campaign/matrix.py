@@ -186,6 +186,8 @@ def _cell(node: schema.Node, base: Path) -> Cell:
                 machine[key] = value.as_choice(runconfig.ACCELS)
             elif key == "memory":
                 memory_mb = value.as_size(align=1 << 20) >> 20
+                if memory_mb < 256:
+                    raise value.error("the guest needs at least 256M")
                 machine[key] = f"{memory_mb}M"
             elif key == "cpus":
                 machine[key] = value.as_int(minimum=1)

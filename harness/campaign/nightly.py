@@ -588,6 +588,8 @@ def emit(matrix: matrixlib.Matrix, form: str) -> str:
     rel = _matrix_arg(matrix)
     pipeline = {
         "stages": ["cells", "merge"],
+        # The runners configs/ci/gitlab-nightly.yml uses: Debian 12, root for setup.sh.
+        "default": {"tags": ["debian-12"]},
         "nightly-cell": {
             "stage": "cells",
             "parallel": {"matrix": [{"CELL": names}]},
