@@ -293,7 +293,6 @@ def _run_local(night: Night, jobs: int) -> None:
     budget = MemoryBudget(available_memory_mb())
     slots = local_slots(jobs)
     night.log(f"local: {slots} cell(s) at a time, {budget.total_mb} MiB of memory available")
-    children: list[subprocess.Popen[str]] = []
 
     def worker() -> None:
         while (name := queue.take()) is not None:
@@ -310,7 +309,6 @@ def _run_local(night: Night, jobs: int) -> None:
                 with log_path.open("w") as log:
                     child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log,
                                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
-                    children.append(child)
                     outcome.exit = child.wait()
             finally:
                 budget.release(need)
