@@ -405,3 +405,24 @@ def test_the_emitted_gitlab_pipeline_runs_every_cell_and_merges() -> None:
     commands = [c for s in steps_of(doc) for c in harness_commands(s, names[0])]
     assert {(c[0], c[3]) for c in commands} == {("nightly", "--cell"), ("nightly", "--merge")}
     check_commands(commands)
+
+
+def test_a_night_whose_only_host_is_unreachable_loses_no_cell(tmp_path: Path) -> None:
+    # A real connection attempt to a loopback port nobody listens on: refused at once.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hosts_file = write(tmp_path, f"hosts:\n  - {{name: gone, host: 127.0.0.1, port: {port}}}\n",
+                       "hosts.yaml")  # fmt: skip
+    m = matrix.load(ROOT / "tests" / "data" / "nightly" / "one.yaml")
+    out = io.StringIO()
+    code = nightly.run_night(m, tmp_path / "results", hosts_file, night_name="n1", out=out)
+    summary = json.loads((tmp_path / "results" / "nightly" / "n1" / "summary.json").read_text())
+    assert code == 1, out.getvalue()
+    cell = summary["cells"]["thp-pmd"]
+    assert cell["status"] == "not-run" and cell["attempts"] == 0
+    assert "no host left to run it (gone: " in cell["error"]
+    assert summary["hosts"]["gone"] and summary["comparison"]["new_failures"] == ["thp-pmd"]
+    assert "host gone: not used tonight" in out.getvalue()

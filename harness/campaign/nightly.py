@@ -420,6 +420,8 @@ def new_night_dir(nightly_root: Path, name: str | None = None) -> Path:
     """results/nightly/<date>/, or <date>.2, .3 for more nights on one date."""
     nightly_root.mkdir(parents=True, exist_ok=True)
     if name is not None:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+            raise ConfigError(f"--night {name!r}: use letters, digits, '.', '_' and '-' only")
         path = nightly_root / name
         if (path / "summary.json").exists():
             raise ConfigError(f"{path} already holds a night (summary.json); pick another --night")
