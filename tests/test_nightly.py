@@ -109,8 +109,8 @@ def test_series_prefix_writes_the_first_patches_and_builds_from_them(tmp_path: P
             machine: {memory: 2G}
         """))  # fmt: skip
     argv = matrix.prepare(m.cell("prefix"), tmp_path / "cell")
-    assert argv == ["run", "--config", str(tmp_path / "cell" / "config.yaml")]
-    cfg = runconfig.load(tmp_path / "cell" / "config.yaml")
+    assert argv == ["run", "--config", str(tmp_path / "cell" / "prefix.yaml")]
+    cfg = runconfig.load(tmp_path / "cell" / "prefix.yaml")
     assert cfg.kernel.series == tmp_path / "cell" / "series-prefix" / "series"
     full = patches.read_series(ROOT / "kernel-patches" / "series")
     prefix = patches.read_series(cfg.kernel.series)
@@ -130,7 +130,7 @@ def test_thp_knobs_and_select_rewrite_the_scenarios(tmp_path: Path) -> None:
             thp: {thp_enabled: always, shmem_enabled: advise}
         """))  # fmt: skip
     matrix.prepare(m.cell("always"), tmp_path / "cell")
-    cfg = runconfig.load(tmp_path / "cell" / "config.yaml")
+    cfg = runconfig.load(tmp_path / "cell" / "always.yaml")
     assert [sc.name for sc in cfg.scenarios] == ["anon-thp-pmd", "shmem-pmd"]
     for sc in cfg.scenarios:
         assert (sc.setup.thp_enabled, sc.setup.shmem_enabled) == ("always", "advise")
@@ -153,9 +153,9 @@ def test_select_picks_selftests_and_campaign_cells_take_the_budget(tmp_path: Pat
             campaign: {command: fuzz, time: 30m, args: [--seed, 7]}
         """))  # fmt: skip
     matrix.prepare(m.cell("two-tests"), tmp_path / "st")
-    plan = runconfig.load(tmp_path / "st" / "config.yaml").selftests
+    plan = runconfig.load(tmp_path / "st" / "two-tests.yaml").selftests
     assert plan is not None and [t.name for t in plan.tests] == ["mremap_test", "soft-dirty"]
-    config = str(tmp_path / "fz" / "config.yaml")
+    config = str(tmp_path / "fz" / "fuzz.yaml")
     assert matrix.prepare(m.cell("fuzz"), tmp_path / "fz") == [
         "fuzz", "--config", config, "--time", "30m", "--seed", "7"]  # fmt: skip
     assert matrix.prepare(m.cell("fuzz"), tmp_path / "fz", budget="5m")[4] == "5m"

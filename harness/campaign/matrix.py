@@ -296,7 +296,8 @@ def prepare(cell: Cell, dest: Path, budget: str | None = None) -> list[str]:
         raw["selftests"]["tests"] = [
             t for t in tests if (t if isinstance(t, str) else t.get("name")) in cell.select
         ]
-    config = dest / "config.yaml"
+    # Named after the cell: a run's directory is named after its config (<stamp>-<cell>).
+    config = dest / f"{cell.name}.yaml"
     header = f"# Cell {cell.name} of the nightly matrix: {cell.config} with its overrides.\n"
     config.write_text(header + yaml.safe_dump(raw, sort_keys=False))
     try:
