@@ -130,7 +130,7 @@ def _campaign(node: schema.Node) -> Campaign:
     return Campaign(command, time, args)
 
 
-def _cell(node: schema.Node, base: Path) -> Cell:
+def _cell(node: schema.Node, base: Path, configs: dict[Path, runconfig.RunConfig]) -> Cell:
     f = node.mapping(
         ("name", "config", "kernel", "thp", "select", "machine", "campaign", "description")
     )
@@ -141,7 +141,8 @@ def _cell(node: schema.Node, base: Path) -> Cell:
     config_node = schema.require(f, "config", node)
     config = Path(_existing(config_node, base, "run config"))
     # The run config must stand on its own: its own errors point into it, not at the matrix.
-    cfg = runconfig.load(config)
+    # Loaded once per file: parsing the workloads is most of a matrix's load time.
+    cfg = configs.get(config) or configs.setdefault(config, runconfig.load(config))
     kernel, prefix = _kernel(f["kernel"], base) if "kernel" in f else ({}, None)
     if prefix is not None:
         series = Path(kernel["series"]) if "series" in kernel else cfg.kernel.series
@@ -206,8 +207,9 @@ def load(path: Path) -> Matrix:
     f = root.mapping(("retries", "cells"))
     retries = f["retries"].as_int(minimum=0) if "retries" in f else DEFAULT_RETRIES
     cells: list[Cell] = []
+    configs: dict[Path, runconfig.RunConfig] = {}
     for item in schema.require(f, "cells", root).items():
-        cell = _cell(item, path.parent)
+        cell = _cell(item, path.parent, configs)
         for other in cells:
             if other.name == cell.name:
                 raise item.error(f"cell name '{cell.name}' is already used at {other.where}")
