@@ -293,6 +293,11 @@ def test_hosts_file_is_checked_with_file_and_line(tmp_path: Path) -> None:
         hosts.load_hosts(missing)
 
 
+def test_the_hosts_example_loads() -> None:
+    (spec,) = hosts.load_hosts(ROOT / "configs" / "hosts.example.yaml")
+    assert (spec.name, spec.nice, spec.min_free_mb) == ("builder-1", 10, 20 << 10)
+
+
 def test_the_bundle_skips_local_state_and_its_id_follows_content(tmp_path: Path) -> None:
     project = tmp_path / "p"
     for rel in ("harness/a.py", ".venv/bin/python", "results/x/results.json", "README.md"):
