@@ -175,3 +175,32 @@ def test_a_host_killed_mid_cell_hands_the_cell_to_the_other(tmp_path: Path, two_
     # Nothing the dead host ran lives on (its sessions were killed with it).
     time.sleep(2)
     assert processes_under(victim.workdir) == []
+
+
+def test_a_stopped_night_keeps_its_partial_results(tmp_path: Path) -> None:
+    """SIGTERM to the night alone (a cancelled CI job) reaches the running cell and its QEMU."""
+    results = tmp_path / "results"
+    night = results / "nightly" / "stopped"
+    argv = [*HARNESS, "--results", str(results), "nightly", "--matrix", str(DATA / "one.yaml"),
+            "--night", "stopped"]  # fmt: skip
+    with (tmp_path / "night.log").open("w") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            output = night / "cells" / "thp-pmd" / "attempt-1" / "output.log"
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline and proc.poll() is None:
+                if output.exists() and "boot:" in output.read_text():
+                    break
+                time.sleep(0.5)
+            proc.terminate()
+            code = proc.wait(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = (tmp_path / "night.log").read_text()
+    assert code == 130, text
+    summary = json.loads((night / "summary.json").read_text())
+    assert summary["exit"] == 130 and summary["cells"]["thp-pmd"]["status"] == "interrupted"
+    assert run_verdict(night / "cells" / "thp-pmd")["error"] == "interrupted"
+    assert processes_under(night) == []

@@ -14,11 +14,13 @@ night: new failures, fixed, still failing, flaky. Exit 0 without new failures, 1
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -88,21 +90,32 @@ def _attempt(argv: list[str], attempt_dir: Path, stream: TextIO) -> int:
         child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, bufsize=1)  # fmt: skip
         assert child.stdout is not None
-        try:
-            for line in child.stdout:
+
+        def copy_output() -> None:
+            for line in child.stdout:  # type: ignore[union-attr]
                 log.write(line)
                 log.flush()
                 stream.write(line)
                 stream.flush()
+
+        try:
+            copy_output()
             return child.wait()
         except KeyboardInterrupt:
-            # The child has the same SIGINT; it writes its partial results and says 130.
+            # From a terminal the child had the same SIGINT; when only this process was told
+            # (a CI job cancelled, the night's orchestrator), pass it on. Either way the child
+            # writes its partial results and says 130; its last lines say where they are.
             try:
-                return child.wait(timeout=60) or EXIT_INTERRUPTED
+                child.wait(timeout=2)
             except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-                return EXIT_INTERRUPTED
+                child.send_signal(signal.SIGINT)
+            backstop = threading.Timer(60, child.kill)
+            backstop.start()
+            try:
+                copy_output()
+                return child.wait() or EXIT_INTERRUPTED
+            finally:
+                backstop.cancel()
 
 
 def cell_status(exits: list[int]) -> str:
@@ -129,10 +142,26 @@ def _clear_cell_dir(out: Path) -> None:
                 entry.unlink()
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a cancelled CI job, a stopped orchestrator) stops a night like Ctrl-C does.
+
+    SIGINT gets Python's handler back even if it was ignored (a night started in the
+    background by a shell): the cells' runs inherit it and can then be stopped too.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_cell(matrix: matrixlib.Matrix, name: str, out: Path, retries: int | None = None,
              budget: str | None = None, stream: TextIO | None = None) -> int:  # fmt: skip
     """Run one cell with its retries into `out` (cell.json, input/, attempt-N/); its status."""
     stream = stream or sys.stdout
+    _interrupt_on_sigterm()
     cell = matrix.cell(name)
     retries = matrix.retries if retries is None else retries
     out.mkdir(parents=True, exist_ok=True)
@@ -293,6 +322,12 @@ def _run_local(night: Night, jobs: int) -> None:
     budget = MemoryBudget(available_memory_mb())
     slots = local_slots(jobs)
     night.log(f"local: {slots} cell(s) at a time, {budget.total_mb} MiB of memory available")
+    running: dict[str, subprocess.Popen[str]] = {}
+
+    def interrupt() -> None:
+        for child in list(running.values()):
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGINT)
 
     def worker() -> None:
         while (name := queue.take()) is not None:
@@ -309,8 +344,10 @@ def _run_local(night: Night, jobs: int) -> None:
                 with log_path.open("w") as log:
                     child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log,
                                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                    running[name] = child
                     outcome.exit = child.wait()
             finally:
+                running.pop(name, None)
                 budget.release(need)
             outcome.seconds = round(time.monotonic() - started, 1)
             if outcome.exit not in STATUS_EXIT.values():
@@ -318,7 +355,7 @@ def _run_local(night: Night, jobs: int) -> None:
             _say_done(night, name, outcome)
             queue.done(name)
 
-    _run_workers(night, queue, [worker] * slots)
+    _run_workers(night, queue, [worker] * slots, interrupt)
 
 
 def _run_ssh(night: Night, specs: list[hostlib.HostSpec]) -> dict[str, str | None]:
@@ -378,19 +415,34 @@ def _run_ssh(night: Night, specs: list[hostlib.HostSpec]) -> dict[str, str | Non
     return {h.name: h.dead for h in hosts}
 
 
-def _run_workers(night: Night, queue: CellQueue, workers: list[Callable[[], None]]) -> None:
-    threads = [threading.Thread(target=w, daemon=True) for w in workers]
-    for t in threads:
-        t.start()
+def _run_workers(night: Night, queue: CellQueue, workers: list[Callable[[], None]],
+                 interrupt: Callable[[], None] | None = None) -> None:  # fmt: skip
+    # Each worker says it is done through an Event, not Thread.join(): a KeyboardInterrupt
+    # that lands inside join() can leave the thread looking finished (CPython 3.11).
+    finished = [threading.Event() for _ in workers]
+
+    def wrap(work: Callable[[], None], done: threading.Event) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            finally:
+                done.set()
+
+        return run
+
+    for work, done in zip(workers, finished, strict=True):
+        threading.Thread(target=wrap(work, done), daemon=True).start()
     try:
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(timeout=0.5)
+        while not all(done.is_set() for done in finished):
+            next(d for d in finished if not d.is_set()).wait(timeout=0.5)
     except KeyboardInterrupt:
         queue.stop()
         night.log("interrupted: waiting for the running cells to write their partial results")
-        for t in threads:
-            t.join(timeout=90)
+        if interrupt is not None:
+            interrupt()
+        deadline = time.monotonic() + 120
+        for done in finished:
+            done.wait(timeout=max(0.0, deadline - time.monotonic()))
         raise
 
 
@@ -545,6 +597,7 @@ def run_night(matrix: matrixlib.Matrix, results_root: Path, hosts_file: Path | N
               jobs: int = 1, retries: int | None = None, budget: str | None = None,
               night_name: str | None = None, out: TextIO | None = None) -> int:  # fmt: skip
     out = out or sys.stdout
+    _interrupt_on_sigterm()
     progress = report.Progress(out)
     specs = hostlib.load_hosts(hosts_file) if hosts_file else None  # bad file: before any work
     night_dir = new_night_dir(results_root / "nightly", night_name)
