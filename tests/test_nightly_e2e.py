@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -83,6 +84,8 @@ def test_a_local_night_and_a_second_night_compared_with_it(tmp_path: Path) -> No
 def two_hosts(tmp_path: Path) -> Iterator[tuple[list[sshd.SshdHost], Path]]:
     hosts = [sshd.SshdHost(name, tmp_path / f"sshd-{name}", HOST_WORKDIRS / name)
              for name in ("a", "b")]  # fmt: skip
+    for h in hosts:  # cells an earlier run left there (a killed host keeps its copy)
+        shutil.rmtree(h.workdir / "cells", ignore_errors=True)
     try:
         for h in hosts:
             h.start()
