@@ -305,6 +305,7 @@ class Night:
     budget: str | None
     log: Callable[[str], None]
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    hosts: dict[str, str | None] = field(default_factory=dict)  # host -> why it was dropped
 
     def cell_args(self) -> list[str]:
         extra = ["--retries", str(self.retries)]
@@ -358,7 +359,7 @@ def _run_local(night: Night, jobs: int) -> None:
     _run_workers(night, queue, [worker] * slots, interrupt)
 
 
-def _run_ssh(night: Night, specs: list[hostlib.HostSpec]) -> dict[str, str | None]:
+def _run_ssh(night: Night, specs: list[hostlib.HostSpec]) -> None:
     try:
         matrix_rel = night.matrix.path.relative_to(PROJECT_ROOT).as_posix()
     except ValueError:
@@ -408,11 +409,11 @@ def _run_ssh(night: Night, specs: list[hostlib.HostSpec]) -> dict[str, str | Non
     finally:
         for host in hosts:
             host.close()
+        night.hosts = {h.name: h.dead for h in hosts}  # an interrupted night says it too
     # No cell lost silently: what is still queued had no host left to run it.
     reasons = "; ".join(f"{h.name}: {h.dead}" for h in hosts if h.dead)
     for name in queue.left():
         night.outcomes.setdefault(name, Outcome()).error = f"no host left to run it ({reasons})"
-    return {h.name: h.dead for h in hosts}
 
 
 def _run_workers(night: Night, queue: CellQueue, workers: list[Callable[[], None]],
@@ -611,12 +612,14 @@ def run_night(matrix: matrixlib.Matrix, results_root: Path, hosts_file: Path | N
     interrupted = False
     try:
         if specs:
-            meta["hosts"] = _run_ssh(night, specs)
+            _run_ssh(night, specs)
         else:
             meta["jobs"] = local_slots(jobs)
             _run_local(night, jobs)
     except KeyboardInterrupt:
         interrupted = True
+    if specs:
+        meta["hosts"] = night.hosts
     meta.update(finished=_now(), wall_seconds=round(progress.elapsed(), 1))
     summary = summarise(night_dir, matrix, night.outcomes, meta, interrupted)
     summary["retries"] = retries
