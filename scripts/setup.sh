@@ -9,7 +9,7 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 packages="qemu-system-x86 linux-source-6.1 busybox-static build-essential libc6-dev flex bison \
 bc libelf-dev libssl-dev cpio ccache xz-utils rsync git python3-venv python3-pip \
-libnuma-dev libcap-dev chromium"
+libnuma-dev libcap-dev chromium openssh-server"
 
 missing=""
 for p in $packages; do

@@ -1,0 +1,1 @@
+"""Campaigns: many runs of the harness driven as one (fuzz, mutate, nightly)."""
