@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from harness import cache, kconfig, patches, proc
 from harness.errors import BuildError
@@ -187,12 +189,56 @@ def _from_cache(keyed: _Keyed, log_path: Path, seconds: dict[str, float]) -> Bui
     return keyed.result(True, str(meta.get("head", "")), seconds)
 
 
+# kbuild's quiet output, one line per step: '  CC      mm/memory.o', '  LD      vmlinux'.
+MAKE_STEP = re.compile(r"^  [A-Z][A-Z0-9_-]*\s+\S")
+STEPS_MEMO = ".folio-harness-make-steps"  # in the build directory: steps of its fullest make
+
+
+class MakeWatcher(Protocol):
+    """Follows make as it runs (a progress bar): told how many steps to expect (None when
+    this build directory never ran make before), then fed every line of make's output."""
+
+    def start(self, expected_steps: int | None) -> None: ...
+
+    def line(self, text: str) -> None: ...
+
+
+def _expected_steps(build_dir: Path, config_sha256: str | None = None) -> int | None:
+    """The memo in the build directory; else the step count of a cached kernel's build log
+    with the same merged config (a build directory made before the memo existed)."""
+    try:
+        return int((build_dir / STEPS_MEMO).read_text().strip())
+    except (OSError, ValueError):
+        pass
+    if config_sha256 is None:
+        return None
+    counts = []
+    for meta in (cache.root() / "kernels").glob("*/meta.json"):
+        try:
+            if json.loads(meta.read_text())["inputs"]["config"] != config_sha256:
+                continue
+            with (meta.parent / "build.log").open(errors="replace") as log:
+                counts.append(sum(1 for line in log if MAKE_STEP.match(line)))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return max(counts) if counts and max(counts) > 0 else None
+
+
+def _remember_steps(build_dir: Path, steps: int) -> None:
+    """Keep the largest step count seen: an incremental make is a fraction of a full one."""
+    if steps > (_expected_steps(build_dir) or 0):
+        cache.write_atomic(build_dir / STEPS_MEMO, f"{steps}\n")
+
+
 def _say_waiting(message: str) -> None:
     print(f"build: {message} (another build of this source tree)", flush=True)
 
 
 def build(
-    request: BuildRequest, log_path: Path, on_wait: Callable[[str], None] = _say_waiting
+    request: BuildRequest,
+    log_path: Path,
+    on_wait: Callable[[str], None] = _say_waiting,
+    watch: MakeWatcher | None = None,
 ) -> BuildResult:
     """Apply the series, merge the config, and build unless the artifacts are cached."""
     seconds: dict[str, float] = {}
@@ -223,15 +269,26 @@ def build(
         t0 = time.monotonic()
         _install_config(keyed.build_dir, keyed.merged.text)
         argv = make_command(source.tree, keyed.build_dir, request.jobs, request.make_args)
+        steps = 0
+
+        def on_line(text: str) -> None:
+            nonlocal steps
+            steps += bool(MAKE_STEP.match(text))
+            if watch is not None:
+                watch.line(text)
+
+        if watch is not None:
+            watch.start(_expected_steps(keyed.build_dir, keyed.merged.sha256))
         with log_path.open("a") as log:
             try:
-                proc.run(argv, env=make_env(), log=log, log_path=log_path)
+                proc.run(argv, env=make_env(), log=log, log_path=log_path, on_line=on_line)
             except proc.CommandError as exc:
                 raise BuildError(
                     f"kernel build failed (status {exc.returncode}); see {log_path}\n"
                     + _first_errors(exc.output)
                 ) from None
         seconds["make"] = time.monotonic() - t0
+        _remember_steps(keyed.build_dir, steps)
 
         with cache.staging_dir(keyed.store) as staging:
             shutil.copy2(keyed.build_dir / "arch/x86/boot/bzImage", staging / "bzImage")

@@ -1,4 +1,4 @@
-"""Command line: harness run | build | boot | doctor | model | fuzz."""
+"""Command line: harness run | build | boot | doctor | model | report | diff | nightly | fuzz."""
 
 from __future__ import annotations
 
@@ -84,6 +84,35 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import report_command
+
+    return report_command.main(args.run, _results_root(args), args.html, args.kcidb)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from harness import report_command, run_diff
+
+    root = _results_root(args)
+    return run_diff.main(report_command.resolve(args.run_a, root),
+                         report_command.resolve(args.run_b, root))  # fmt: skip
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from harness.campaign import matrix, nightly
+
+    grid = matrix.load(Path(args.matrix))
+    if args.emit:
+        print(nightly.emit(grid, args.emit))
+        return 0
+    if args.cell:
+        out = Path(args.out) if args.out else _results_root(args) / "nightly-cells" / args.cell
+        return nightly.run_cell(grid, args.cell, out.resolve(), args.retries, args.budget)
+    if args.merge:
+        return nightly.merge(grid, [Path(d) for d in args.merge], _results_root(args), args.night)
+    hosts = Path(args.hosts) if args.hosts else None
+    return nightly.run_night(grid, _results_root(args), hosts, args.jobs, args.retries,
+                             args.budget, args.night)  # fmt: skip
+
+
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from harness.campaign import fuzz
 
@@ -126,6 +155,32 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--workload", required=True)
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_model)
+
+    rp = sub.add_parser("report", help="a run's results as KTAP, JUnit, KCIDB and HTML")
+    rp.add_argument("run", help="results directory, run id under --results, or 'latest'")
+    how = rp.add_mutually_exclusive_group()
+    how.add_argument("--html", action="store_true", help="write report.html, print its path")
+    how.add_argument("--kcidb", action="store_true", help="print KCIDB v5 JSON for submission")
+    rp.set_defaults(func=cmd_report)
+
+    df = sub.add_parser("diff", help="what changed between two runs (verdicts, folio values)")
+    df.add_argument("run_a")
+    df.add_argument("run_b")
+    df.set_defaults(func=cmd_diff)
+    n = sub.add_parser("nightly", help="run the nightly matrix here, over SSH, or as CI jobs")
+    n.add_argument("--matrix", default=str(Path(__file__).resolve().parent.parent / "configs"
+                                           / "nightly.yaml"), help="default: configs/nightly.yaml")
+    n.add_argument("--hosts", help="hosts YAML: run the cells over SSH on these hosts")
+    n.add_argument("--jobs", type=int, default=1, help="cells at a time here (bounded by cores)")
+    n.add_argument("--retries", type=int, help="re-run a failing cell up to K times")
+    n.add_argument("--budget", help="time budget of every fuzz/mutate cell, e.g. 5m")
+    n.add_argument("--night", help="name of the night directory (default: today's date)")
+    n.add_argument("--out", help="with --cell: the cell's directory")
+    mode = n.add_mutually_exclusive_group()
+    mode.add_argument("--emit", choices=("github-matrix", "gitlab"), help="print the cells for CI")
+    mode.add_argument("--cell", help="run one cell (a CI job, or a host's share)")
+    mode.add_argument("--merge", nargs="+", metavar="DIR", help="merge cell directories")
+    n.set_defaults(func=cmd_nightly)
     fz = sub.add_parser("fuzz", help="generated workloads against the model, shrunk findings")
     fz.add_argument("--config", required=True, help="run config: its kernel and machine")
     fz.add_argument("--seed", type=int, default=1, help="same seed, same workloads (default 1)")

@@ -159,7 +159,11 @@ class Parser:
         elif m := _BAIL.match(text):
             stream.bail_out = m.group(1).strip()
         elif m := _SUBTEST.match(text):
-            self._pending_name = m.group(1).strip()
+            name = m.group(1).strip()
+            if at_level and stream is not self.stream and not stream.name and not stream.cases:
+                stream.name = name  # KUnit's order: nested 'KTAP version 1', then its name
+            else:
+                self._pending_name = name  # the older order: the name, then the nested test
         elif m := _TOTALS.match(text):
             for item in m.group(1).split():
                 key, _, value = item.partition(":")

@@ -10,7 +10,7 @@ import os
 import shlex
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -56,8 +56,10 @@ def run(
     timeout: float | None = None,
     check: bool = True,
     input_text: str | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run argv in its own process group, teeing stdout+stderr into `log` when given."""
+    """Run argv in its own process group, teeing stdout+stderr into `log` when given and
+    handing each line to `on_line` as it comes (a progress bar)."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
@@ -85,6 +87,8 @@ def run(
             chunks.append(line)
             if log is not None:
                 log.write(line)
+            if on_line is not None:
+                on_line(line)
         proc.wait(timeout=timeout)
     except BaseException:
         kill_group(proc)

@@ -2,29 +2,95 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 
 from harness import cache
 
 
-class Progress:
-    """One line per phase event, prefixed by the time since the run started."""
+class Bar:
+    """One counted activity (make's steps, the guest's scenarios or tests, a campaign's
+    runs): a rich progress bar on a terminal, an occasional plain line otherwise, so CI logs
+    stay readable. Use it as `with progress.bar("fuzz: programs", 200) as bar:
+    bar.advance()`; `progress.say` lines print above the bar meanwhile."""
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    PLAIN_EVERY = 30.0  # seconds between plain progress lines
+
+    def __init__(self, progress: Progress, description: str, total: int | None) -> None:
+        self.progress = progress
+        self.description = description
+        self.total = total
+        self.done = 0
+        self._task: Any = None
+        self._said = time.monotonic()
+
+    def set_total(self, total: int | None) -> None:
+        self.total = total
+        if self._task is not None:
+            self.progress._live.update(self._task, total=total)
+
+    def advance(self, steps: int = 1, note: str = "") -> None:
+        self.done += steps
+        if self._task is not None:
+            shown = f"{self.description} {note}".rstrip()
+            self.progress._live.update(self._task, advance=steps, description=shown)
+        elif time.monotonic() - self._said >= self.PLAIN_EVERY:
+            self._said = time.monotonic()
+            of = f"/{self.total}" if self.total else ""
+            self.progress.say(f"{self.description}: {self.done}{of}")
+
+
+class Progress:
+    """One line per phase event, prefixed by the time since the run started; counted
+    activities get a bar (rich) when the output is a terminal."""
+
+    def __init__(self, out: TextIO | None = None, fancy: bool | None = None) -> None:
         self._out = out or sys.stdout
         self._start = time.monotonic()
+        if fancy is None:
+            fancy = self._out.isatty() and os.environ.get("TERM") != "dumb"
+        self.fancy = fancy
+        self._live: Any = None  # a rich.progress.Progress while a bar is shown
 
     def elapsed(self) -> float:
         return time.monotonic() - self._start
 
     def say(self, message: str) -> None:
-        self._out.write(f"[{self.elapsed():7.1f}s] {message}\n")
+        line = f"[{self.elapsed():7.1f}s] {message}"
+        if self._live is not None:  # above the bar, which rich redraws below
+            self._live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            return
+        self._out.write(line + "\n")
         self._out.flush()
+
+    @contextlib.contextmanager
+    def bar(self, description: str, total: int | None = None) -> Iterator[Bar]:
+        bar = Bar(self, description, total)
+        if not self.fancy or self._live is not None:
+            yield bar
+            return
+        live = RichProgress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), transient=True,
+            console=Console(file=self._out, force_terminal=True),  # fancy: a terminal
+        )  # fmt: skip
+        with live:
+            self._live = live
+            bar._task = live.add_task(description, total=total)
+            try:
+                yield bar
+            finally:
+                self._live = None
 
 
 class Phases:

@@ -7,6 +7,7 @@ whatever verdict could be reached.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shlex
@@ -32,6 +33,7 @@ from harness import (
     workload,
 )
 from harness.errors import HarnessError
+from harness.formats import write
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUEST_TESTS = PROJECT_ROOT / "guest-tests"
@@ -134,9 +136,15 @@ def prepare_kernel(
             series_identity=series.identity,
         )
         state.metadata["inputs"] = _input_identities(cfg, series)
-    result = build.build(
-        build.BuildRequest(cfg.kernel, src, series, force=force), run_dir / "build.log"
-    )
+    watch = MakeBar(phases.progress)
+    try:
+        result = build.build(
+            build.BuildRequest(cfg.kernel, src, series, force=force),
+            run_dir / "build.log",
+            watch=watch,
+        )
+    finally:
+        watch.close()
     how = "cached, no make" if result.cached else f"built in {result.seconds.get('make', 0):.1f}s"
     phases.finish("build", t, f"kernel {result.key}: {how}")
     if state is not None:
@@ -150,6 +158,30 @@ def prepare_kernel(
         )
         state.metadata["build"] = result.to_json()
     return result
+
+
+class MakeBar:
+    """make's steps (kbuild's '  CC  file' lines) on a progress bar, the total being the
+    step count of this build directory's fullest earlier make. The bar appears only when
+    make starts: a cached kernel, or a wait for another build's lock, shows none."""
+
+    def __init__(self, progress: report.Progress) -> None:
+        self.progress = progress
+        self.bar: report.Bar | None = None
+        self._open = contextlib.ExitStack()
+
+    def start(self, expected_steps: int | None) -> None:
+        self.bar = self._open.enter_context(self.progress.bar("build: make", expected_steps))
+
+    def line(self, text: str) -> None:
+        if self.bar is not None and build.MAKE_STEP.match(text):
+            done = self.bar.done + 1
+            if self.bar.total is not None and done > self.bar.total:
+                self.bar.set_total(done)  # more steps than last time: a bigger change
+            self.bar.advance(1, text.split()[-1][-40:])
+
+    def close(self) -> None:
+        self._open.close()
 
 
 Body = Callable[[runconfig.RunConfig, RunState, report.Phases, machine.Machine], int]
@@ -189,9 +221,22 @@ def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
         report.write_json(run_dir / "metadata.json", state.metadata)
         report.write_json(run_dir / "results.json", state.results())
         (run_dir / "reproducer.sh").write_text(_reproducer(state))
+        _write_formats(run_dir, progress)
     progress.say(f"verdict: {state.verdict.upper()}  ->  {run_dir}/results.json")
     progress.say(f"reproduce: {state.metadata['reproducer']}")
     return code
+
+
+def _write_formats(run_dir: Path, progress: report.Progress) -> None:
+    """results.ktap, junit.xml, kcidb.json and report.html from what results.json holds,
+    for every run, interrupted or not. A writer's failure is reported and never costs the
+    run its verdict or its exit status."""
+    try:
+        written = write.write_all(run_dir)
+    except Exception as exc:  # a bug in a writer must not hide the run's own outcome
+        progress.say(f"formats: not written: {type(exc).__name__}: {exc}")
+        return
+    progress.say("formats: " + " ".join(p.name for p in written))
 
 
 def _reproducer(state: RunState) -> str:
@@ -240,7 +285,8 @@ def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
         accel=accel, accel_reason=why, memory_mb=request.memory_mb, cpus_requested=request.cpus
     )
     t = phases.start("boot", f"QEMU ({accel}), console -> {request.console_log}")
-    booted = vm.boot(request, on_line=_job_progress(phases.progress))
+    with phases.progress.bar("boot: scenarios", len(jobs)) as bar:
+        booted = vm.boot(request, on_line=_job_progress(phases.progress, bar))
     console = booted.report
     state.machine.update(
         outcome=booted.outcome,
@@ -327,8 +373,9 @@ def _read_lines(path: Path) -> list[str]:
     return path.read_bytes().decode(errors="replace").splitlines()
 
 
-def _job_progress(progress: report.Progress):  # type: ignore[no-untyped-def]
-    """Console hook: one progress line when the guest boots and when each job starts."""
+def _job_progress(progress: report.Progress, bar: report.Bar | None = None):  # type: ignore[no-untyped-def]
+    """Console hook: one progress line when the guest boots and when each job starts; the
+    bar counts the jobs finished."""
     seen: dict[str, float] = {}
 
     def on_line(line: str) -> None:
@@ -338,5 +385,7 @@ def _job_progress(progress: report.Progress):  # type: ignore[no-untyped-def]
         elif initramfs.MARK_BEGIN in line:
             name = line.split(initramfs.MARK_BEGIN, 1)[1].strip()
             progress.say(f"boot:   {name}")
+        elif initramfs.MARK_END in line and bar is not None:
+            bar.advance(1, line.split(initramfs.MARK_END, 1)[1].split()[0])
 
     return on_line

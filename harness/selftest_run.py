@@ -121,7 +121,8 @@ def _run_side(label: str, cfg: runconfig.RunConfig, plan: SelftestPlan, state: r
             jobs=tuple(j.name for j in jobs),
         )  # fmt: skip
         t = phases.start(f"{label}/boot-{n}", f"QEMU ({request.accel}) -> {request.console_log}")
-        booted = vm.boot(request, on_line=_progress(phases.progress, remaining))
+        with phases.progress.bar(f"{label}: tests", len(remaining)) as bar:
+            booted = vm.boot(request, on_line=_progress(phases.progress, remaining, bar))
         console = booted.report
         died_in = booted.timed_out_in if booted.outcome != "done" else None
         phases.finish(
@@ -202,8 +203,10 @@ def _read_lines(path: Path | None) -> list[str]:
     return path.read_bytes().decode(errors="replace").splitlines()
 
 
-def _progress(progress: report.Progress, tests: list[selftests.TestSpec]):  # type: ignore[no-untyped-def]
-    """Console hook: a line when the guest is up and when each test starts, with its deadline."""
+def _progress(progress: report.Progress, tests: list[selftests.TestSpec],
+              bar: report.Bar | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+    """Console hook: a line when the guest is up and when each test starts, with its
+    deadline; the bar counts the tests finished."""
     deadlines = {t.name: t.deadline for t in tests}
     seen: set[str] = set()
 
@@ -215,5 +218,7 @@ def _progress(progress: report.Progress, tests: list[selftests.TestSpec]):  # ty
             name = line.split(initramfs.MARK_BEGIN, 1)[1].strip()
             if name in deadlines:
                 progress.say(f"boot:   {name} (deadline {deadlines[name]:.0f}s)")
+        elif initramfs.MARK_END in line and bar is not None:
+            bar.advance(1, line.split(initramfs.MARK_END, 1)[1].split()[0])
 
     return on_line

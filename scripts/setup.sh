@@ -1,14 +1,15 @@
 #!/bin/sh
 # Install everything folio-harness needs on Debian 12, idempotently:
-# the apt packages (QEMU, the 6.1 source, static busybox, kernel build deps, ccache)
-# and the Python package with its test extras in a virtual environment (.venv).
+# the apt packages (QEMU, the 6.1 source, static busybox, kernel build deps, ccache, and
+# chromium, in which the HTML report's test opens the page headless) and the Python
+# package with its test extras in a virtual environment (.venv).
 # Re-running it costs a few seconds: nothing is fetched that is already there.
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 packages="qemu-system-x86 linux-source-6.1 busybox-static build-essential libc6-dev flex bison \
 bc libelf-dev libssl-dev cpio ccache xz-utils rsync git python3-venv python3-pip \
-libnuma-dev libcap-dev"
+libnuma-dev libcap-dev chromium openssh-server"
 
 missing=""
 for p in $packages; do

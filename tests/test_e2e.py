@@ -127,6 +127,56 @@ def test_running_out_of_guest_memory_is_environment_with_a_hint(tmp_path: Path, 
     assert len(diff.splitlines()) < 20
 
 
+def test_whole_folio_fault_around_on_the_series_kernel(tmp_path: Path) -> None:
+    on = harness("run", "--config", str(DATA / "whole-folio-debug.yaml"), results=tmp_path)
+    assert on.returncode == 0, on.stdout[-3000:] + on.stderr
+    data, meta = latest(tmp_path)
+    assert meta["setup_override"] == {"fault_around_whole_folio": True}
+    assert data["splats"] == []
+    verdicts = {s["name"]: s["verdict"] for s in data["scenarios"]}
+    assert set(verdicts.values()) == {"pass"}
+    sc = next(s for s in data["scenarios"] if s["name"] == "fa-misaligned-1m-64k")
+    first, both = sc["probes"]
+    # Whole-folio: every page of the THP in the faulting page table, not 16 of them.
+    assert sum(1 for p in first["pages"] if p["pfn"] is not None) == 256
+    assert sum(1 for p in both["pages"] if p["pfn"] is not None) == 512
+    on_stats = data["rmap_stats"]["add_file_pte"]
+    off = harness("run", "--config", str(DATA / "window-off-debug.yaml"), results=tmp_path)
+    assert off.returncode == 0, off.stdout[-3000:]
+    off_stats = latest(tmp_path)[0]["rmap_stats"]["add_file_pte"]
+    # The point of the mode: fewer rmap calls per mapped page.
+    assert on_stats["pages"] / on_stats["calls"] > off_stats["pages"] / off_stats["calls"]
+
+
+def test_a_whole_folio_window_one_page_past_the_vma_end_is_caught(tmp_path: Path) -> None:
+    series = tmp_path / "series-dir"
+    series.mkdir()
+    names = [line.split()[0] for line in (ROOT / "kernel-patches" / "series").read_text()
+             .splitlines() if line.strip() and not line.startswith("#")]  # fmt: skip
+    planted = next((DATA / "planted").glob("0099-*.patch"))
+    for name in names:
+        (series / name).write_bytes((ROOT / "kernel-patches" / name).read_bytes())
+    (series / planted.name).write_bytes(planted.read_bytes())
+    (series / "series").write_text("\n".join([*names, planted.name]) + "\n")
+    config = tmp_path / "planted.yaml"
+    frags = ", ".join(
+        str(ROOT / "configs" / "kconfig" / f) for f in ("base.config", "mm-debug.config",
+                                                        "series.config")
+    )  # fmt: skip
+    config.write_text(
+        f"kernel:\n  series: {series / 'series'}\n  fragments: [{frags}]\n"
+        f"workloads: [{DATA / 'planted' / 'vma-ends-inside.yaml'}]\n"
+    )
+    proc = harness("run", "--config", str(config), results=tmp_path)
+    assert proc.returncode in (1, 2), proc.stdout[-3000:]
+    data, _ = latest(tmp_path)
+    (sc,) = data["scenarios"]
+    assert sc["verdict"] in ("fail", "error")
+    # The kernel's T counts the page mapped past vm_end: 257 where 256 are in the VMA.
+    diff = (tmp_path / "latest" / "diff.txt").read_text()
+    assert "T: expected 256, observed 257" in diff or data["splats"], diff
+
+
 def test_second_identical_run_compiles_nothing(main_run) -> None:  # type: ignore[no-untyped-def]
     results, first = main_run
     assert first.returncode == 0

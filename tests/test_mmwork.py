@@ -622,7 +622,7 @@ def test_mount_tmpfs_huge(mmwork: Path, tmp_path: Path, pfns: None) -> None:
         subprocess.run(["umount", str(mnt)], capture_output=True)
     assert_ran_ok(run)
     assert run.records("@SETUP") == [f"@SETUP {mnt} ok"]
-    # The scenario's mount is gone when it ends: the next scenario of a boot starts clean.
+    # A scenario leaves nothing mounted for the next one; huge=always shows in the folios.
     assert mounted == []
     pages = run.probes["h"].pages
     assert all(p.present and p.pagemap & PM_FILE for p in pages)

@@ -63,5 +63,7 @@ def test_missing_config_file() -> None:
 
 def test_shipped_configs_load() -> None:
     root = Path(__file__).parent.parent / "configs"
+    # The nightly matrix and the hosts example are not run configs (tests/test_nightly.py).
     for path in sorted(root.glob("*.yaml")):
-        runconfig.load(path)
+        if path.name not in ("nightly.yaml", "hosts.example.yaml"):
+            runconfig.load(path)

@@ -1,1 +1,1 @@
-"""Output formats: what the harness writes for people and other tools to read."""
+"""Output formats: a run's results as KTAP, JUnit, KCIDB and HTML (cases.py); workloads as YAML."""
