@@ -98,28 +98,31 @@ def _install_config(build_dir: Path, text: str) -> None:
     target.write_text(text)
 
 
-def _kconfig_memo(request: BuildRequest) -> Path:
+def _kconfig_memo(request: BuildRequest, toolchain: str) -> Path:
     """Where the merged .config for these inputs is remembered.
 
-    Merging runs kconfig three times (5-10 s); its result is a pure function of the source,
-    the series, the base config and the fragments' contents.
+    Merging runs kconfig three times (5-10 s). Its result is a pure function of the files
+    kconfig reads (the base source, the series' changes to Kconfig files and kconfig's
+    scripts, see kconfig.reads), the base config, the fragments and the compiler (Kconfig
+    asks it for its version and flags), so a patch that changes only C keeps the memo.
     """
     spec = request.spec
     inputs = json.dumps(
         {
             "source": request.source.identity,
-            "series": request.series.identity,
+            "series_kconfig": request.series.identity_of(kconfig.reads),
             "base": spec.base_config,
             "fragments": [cache.sha256_file(f) for f in spec.fragments],
+            "toolchain": toolchain,
         },
         sort_keys=True,
     )
     return cache.root() / "kconfig" / f"{cache.sha256_bytes(inputs.encode())[:20]}.config"
 
 
-def _merged_config(request: BuildRequest, log_path: Path) -> kconfig.MergedConfig:
+def _merged_config(request: BuildRequest, toolchain: str, log_path: Path) -> kconfig.MergedConfig:
     """The merged .config, from the memo or by running kconfig (needs the source lock)."""
-    memo = _kconfig_memo(request)
+    memo = _kconfig_memo(request, toolchain)
     if memo.exists():
         text = memo.read_text()
         with log_path.open("a") as log:
@@ -202,7 +205,7 @@ def build(
 
     # A remembered config whose kernel is cached needs neither the tree nor its lock: a
     # cached run never waits behind another run's build of the same source.
-    memo = _kconfig_memo(request)
+    memo = _kconfig_memo(request, toolchain)
     if memo.exists():
         text = memo.read_text()
         keyed = _Keyed(request, kconfig.MergedConfig(text, kconfig.options_sha256(text)), toolchain)
@@ -215,7 +218,7 @@ def build(
         seconds["patch"] = time.monotonic() - t0
 
         t0 = time.monotonic()
-        keyed = _Keyed(request, _merged_config(request, log_path), toolchain)
+        keyed = _Keyed(request, _merged_config(request, toolchain, log_path), toolchain)
         seconds["kconfig"] = time.monotonic() - t0
         if keyed.cached():
             return keyed.result(True, head, seconds)

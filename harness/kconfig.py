@@ -26,6 +26,24 @@ class Request:
     line: int
 
 
+def reads(path: str) -> bool:
+    """Whether kconfig reads this file of the tree when it merges a config.
+
+    The Kconfig files themselves, kconfig's own sources and the helper scripts its
+    $(shell ...) calls run (scripts/), the defconfig and tinyconfig fragments (*/configs/),
+    and the Makefiles that drive `make tinyconfig`. Anything else (C, headers) cannot
+    change the merged .config. Errs on the side of "yes".
+    """
+    name = path.rsplit("/", 1)[-1]
+    return (
+        name.startswith("Kconfig")
+        or path.startswith("scripts/")
+        or "/configs/" in f"/{path}"
+        or name.endswith(".config")
+        or path in ("Makefile", "arch/x86/Makefile")
+    )
+
+
 def parse_config(text: str) -> dict[str, str]:
     """A .config or fragment as option -> value ('n' for '# ... is not set')."""
     values: dict[str, str] = {}
