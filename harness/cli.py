@@ -17,9 +17,19 @@ def _results_root(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = runconfig.load(Path(args.config))
+    cfg = runconfig.select(runconfig.load(Path(args.config)), args.scenario, args.exclude)
     body = selftest_run.body if cfg.selftests is not None else None
-    return run.execute(cfg, _results_root(args), ["harness", *sys.argv[1:]], body=body)
+    selection = [*(a for g in args.scenario for a in ("--scenario", g)),
+                 *(a for g in args.exclude for a in ("--exclude", g))]  # fmt: skip
+    return run.execute_repeated(cfg, _results_root(args), ["harness", *sys.argv[1:]],
+                                args.repeat, body=body, run_args=selection)  # fmt: skip
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -91,6 +101,27 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="build, boot, run the scenarios and compare with the model")
     r.add_argument("--config", required=True, help="run config YAML, e.g. configs/thp.yaml")
+    r.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="run only the scenarios (or selftests) matching GLOB; repeatable",
+    )
+    r.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip the scenarios (or selftests) matching GLOB; repeatable",
+    )
+    r.add_argument(
+        "--repeat",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="run N times (one build, N boots); exit 1 if any run failed",
+    )
     r.set_defaults(func=cmd_run)
 
     b = sub.add_parser("build", help="build (or fetch from the cache) the config's kernel")

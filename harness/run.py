@@ -150,10 +150,22 @@ def prepare_kernel(
 Body = Callable[[runconfig.RunConfig, RunState, report.Phases, machine.Machine], int]
 
 
+def harness_command() -> str:
+    """How to run this harness again: the virtual environment's entry point if there is one
+    (a plain `harness` is often not on PATH)."""
+    for candidate in (Path(sys.executable).parent / "harness",
+                      PROJECT_ROOT / ".venv" / "bin" / "harness"):  # fmt: skip
+        if candidate.exists():
+            return shlex.quote(str(candidate))
+    return "harness"
+
+
 def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
             progress: report.Progress | None = None,
             machine_impl: machine.Machine | None = None,
-            body: Body | None = None) -> int:  # fmt: skip
+            body: Body | None = None,
+            run_args: list[str] | None = None) -> int:  # fmt: skip
+    """One run. `run_args` are the options beyond --config that the reproducer repeats."""
     progress = progress or report.Progress()
     phases = report.Phases(progress)
     run_dir = new_run_dir(results_root, cfg.path)
@@ -163,7 +175,9 @@ def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
         run_id=run_dir.name,
         started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         command=argv,
-        reproducer=f"harness run --config {shlex.quote(str(cfg.path))}",
+        reproducer=" ".join(
+            [harness_command(), shlex.join(["run", "--config", str(cfg.path), *(run_args or [])])]
+        ),
         host={"uname": " ".join(os.uname()), "python": sys.version.split()[0]},
     )
     progress.say(f"run {run_dir}")
@@ -212,7 +226,7 @@ def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
     image = initramfs.build(run_dir / "initramfs.cpio", GUEST_TESTS, jobs)
     phases.finish("guest", t, f"{image.stat().st_size >> 10} KiB")
 
-    t = phases.start("accel", f"accel: {cfg.machine.accel}")
+    t = phases.start("accel", f"{cfg.machine.accel} requested")
     accel, why = machine.resolve_accel(cfg.machine.accel, kernel.bzimage, image, run_dir)
     phases.finish("accel", t, f"{accel} ({why})")
 
@@ -320,3 +334,30 @@ def _job_progress(progress: report.Progress):  # type: ignore[no-untyped-def]
             progress.say(f"boot:   {name}")
 
     return on_line
+
+
+def execute_repeated(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
+                     times: int, body: Body | None = None,
+                     run_args: list[str] | None = None) -> int:  # fmt: skip
+    """`times` runs one after the other (the kernel is built once, then cached).
+
+    Status: 130 as soon as one is interrupted, else 2 if any run met an error, else 1 if
+    any failed, else 0; a summary line names each run's verdict.
+    """
+    if times == 1:
+        return execute(cfg, results_root, argv, body=body, run_args=run_args)
+    codes: list[int] = []
+    for i in range(times):
+        print(f"== run {i + 1} of {times}", flush=True)
+        code = execute(cfg, results_root, argv, body=body, run_args=run_args)
+        codes.append(code)
+        if code == EXIT_INTERRUPTED:
+            return code
+    names = {EXIT_PASS: "pass", EXIT_FAIL: "fail", EXIT_ERROR: "error"}
+    verdicts = [names.get(c, str(c)) for c in codes]
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("pass", "fail", "error")
+                       if v in verdicts)  # fmt: skip
+    print(f"== {times} runs: {counts} ({' '.join(verdicts)})", flush=True)
+    if EXIT_ERROR in codes:
+        return EXIT_ERROR
+    return EXIT_FAIL if EXIT_FAIL in codes else EXIT_PASS
