@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness import cache, kconfig, patches, proc
+from harness import cache, kconfig, patches, proc, prune
 from harness.errors import BuildError
 from harness.runconfig import KernelSpec
-from harness.source import SourceTree
+from harness.source import SourceTree, collect_garbage
 
 # Fixed build identity: the same inputs give the same bits, and ccache can hit on version.c.
 REPRODUCIBLE_ENV = {
@@ -185,6 +185,7 @@ class _Keyed:
 
 def _from_cache(keyed: _Keyed, log_path: Path, seconds: dict[str, float]) -> BuildResult:
     meta = json.loads((keyed.store / "meta.json").read_text())
+    prune.touch(keyed.store)
     with log_path.open("a") as log:
         log.write(f"# kernel {keyed.key} found in the cache: no make\n")
     return keyed.result(True, str(meta.get("head", "")), seconds)
@@ -214,6 +215,7 @@ def build(
 
     with cache.locked(f"source-{source.identity}", on_wait):
         t0 = time.monotonic()
+        collect_garbage(source.tree)
         head = patches.apply(source, request.series)
         seconds["patch"] = time.monotonic() - t0
 
@@ -221,9 +223,11 @@ def build(
         keyed = _Keyed(request, _merged_config(request, toolchain, log_path), toolchain)
         seconds["kconfig"] = time.monotonic() - t0
         if keyed.cached():
+            prune.touch(keyed.store)
             return keyed.result(True, head, seconds)
 
         t0 = time.monotonic()
+        new_build_dir = not (keyed.build_dir / ".config").exists()
         _install_config(keyed.build_dir, keyed.merged.text)
         argv = make_command(source.tree, keyed.build_dir, request.jobs, request.make_args)
         with log_path.open("a") as log:
@@ -242,7 +246,12 @@ def build(
             shutil.copy2(log_path, staging / "build.log")
             meta = {"inputs": keyed.inputs, "head": head}
             (staging / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        return keyed.result(False, head, seconds)
+        prune.touch(keyed.store, measure=True)
+        # The build directory grows little after its first build: measure it only then.
+        prune.touch(keyed.build_dir, measure=new_build_dir)
+    # Outside the source lock: eviction takes the lock of each tree whose builds it removes.
+    prune.enforce_cap(protect=(keyed.store, keyed.build_dir))
+    return keyed.result(False, head, seconds)
 
 
 def _first_errors(output: str) -> str:

@@ -1,4 +1,4 @@
-"""Command line: harness run | build | boot | doctor | model."""
+"""Command line: harness run | build | boot | bisect | cache | doctor | model."""
 
 from __future__ import annotations
 
@@ -79,6 +79,14 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return 0 if status == 0 else run.EXIT_FAIL
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from harness import prune
+
+    if args.action == "list":
+        return prune.list_command()
+    return prune.prune_command(args.keep, args.max_size)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor.main()
 
@@ -133,6 +141,23 @@ def parser() -> argparse.ArgumentParser:
     bo.add_argument("--config", required=True)
     bo.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD to run in the guest")
     bo.set_defaults(func=cmd_boot)
+
+    c = sub.add_parser("cache", help="list the kernel cache, or evict least recently used")
+    c.add_argument("action", choices=("list", "prune"))
+    c.add_argument(
+        "--keep",
+        type=_positive,
+        metavar="N",
+        help="prune: keep the N most recently used kernels, build directories "
+        "and selftest builds (each)",
+    )
+    c.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        help="prune: evict least recently used until the rest fits, e.g. 4G "
+        "(default: the automatic cap, FOLIO_HARNESS_CACHE_MAX, 8G)",
+    )
+    c.set_defaults(func=cmd_cache)
 
     d = sub.add_parser("doctor", help="check the host tools a run needs")
     d.set_defaults(func=cmd_doctor)
