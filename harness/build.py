@@ -38,6 +38,8 @@ class BuildRequest:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     make_args: tuple[str, ...] = ()
     force: bool = False  # run make even when the artifacts are cached
+    build_dir: Path | None = None  # where make runs; default: one per source and config
+    lenient_kconfig: bool = False  # requested options this tree does not define yet: fine
 
 
 @dataclass
@@ -121,18 +123,25 @@ def _kconfig_memo(request: BuildRequest, toolchain: str) -> Path:
 
 
 def _merged_config(request: BuildRequest, toolchain: str, log_path: Path) -> kconfig.MergedConfig:
-    """The merged .config, from the memo or by running kconfig (needs the source lock)."""
+    """The merged .config, from the memo or by running kconfig (needs the source lock).
+
+    The memo holds kconfig's output; it is checked against the fragments every time (a
+    millisecond), so strict and lenient requests share it.
+    """
     memo = _kconfig_memo(request, toolchain)
+    spec = request.spec
     if memo.exists():
         text = memo.read_text()
         with log_path.open("a") as log:
             log.write(f"# merged config from {memo}\n")
-        return kconfig.MergedConfig(text, kconfig.options_sha256(text))
-    scratch = cache.root() / "builds" / f"{request.source.identity}-kconfig"
-    spec = request.spec
-    merged = kconfig.merge(request.source.tree, scratch, spec.base_config, spec.fragments, log_path)
-    cache.write_atomic(memo, merged.text)
-    return merged
+    else:
+        scratch = cache.root() / "builds" / f"{request.source.identity}-kconfig"
+        text = kconfig.merge(request.source.tree, scratch, spec.base_config, spec.fragments,
+                             log_path)  # fmt: skip
+        cache.write_atomic(memo, text)
+    defined = kconfig.defined_in(request.source.tree) if request.lenient_kconfig else None
+    kconfig.verify(kconfig.parse_config(text), kconfig.requests(spec.fragments), defined)
+    return kconfig.MergedConfig(text, kconfig.options_sha256(text))
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,8 @@ class _Keyed:
 
     @property
     def build_dir(self) -> Path:
+        if self.request.build_dir is not None:
+            return self.request.build_dir
         return cache.root() / "builds" / f"{self.request.source.identity}-{self.merged.sha256[:16]}"
 
     def cached(self) -> bool:
@@ -207,7 +218,7 @@ def build(
     # A remembered config whose kernel is cached needs neither the tree nor its lock: a
     # cached run never waits behind another run's build of the same source.
     memo = _kconfig_memo(request, toolchain)
-    if memo.exists():
+    if memo.exists() and not request.lenient_kconfig:
         text = memo.read_text()
         keyed = _Keyed(request, kconfig.MergedConfig(text, kconfig.options_sha256(text)), toolchain)
         if keyed.cached() and (keyed.store / "meta.json").exists():

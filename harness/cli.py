@@ -79,6 +79,13 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return 0 if status == 0 else run.EXIT_FAIL
 
 
+def cmd_bisect(args: argparse.Namespace) -> int:
+    from harness import bisect
+
+    cfg = runconfig.select(runconfig.load(Path(args.config)), args.scenario, args.exclude)
+    return bisect.bisect(cfg, _results_root(args), ["harness", *sys.argv[1:]], good=args.good)
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from harness import prune
 
@@ -141,6 +148,25 @@ def parser() -> argparse.ArgumentParser:
     bo.add_argument("--config", required=True)
     bo.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD to run in the guest")
     bo.set_defaults(func=cmd_boot)
+
+    bi = sub.add_parser("bisect", help="the first patch of the series at which a scenario fails")
+    bi.add_argument("--config", required=True, help="run config whose kernel.series to bisect")
+    bi.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="judge only the scenarios matching GLOB; repeatable",
+    )
+    bi.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    bi.add_argument(
+        "--good",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a prefix of N patches known to pass (default 0: the base kernel)",
+    )
+    bi.set_defaults(func=cmd_bisect)
 
     c = sub.add_parser("cache", help="list the kernel cache, or evict least recently used")
     c.add_argument("action", choices=("list", "prune"))

@@ -7,6 +7,7 @@ whatever verdict could be reached.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import shlex
@@ -99,22 +100,33 @@ def _input_identities(cfg: runconfig.RunConfig, series: patches.Series) -> dict[
     }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class KernelVariant:
+    """A kernel other than the config's own: a prefix of its series, or the series plus a
+    patch, built in a given build directory (bisect builds every prefix in one)."""
+
+    series: patches.Series
+    build_dir: Path | None = None
+    # Ignore requested options no Kconfig file of this tree defines yet (a prefix of the
+    # series that adds them).
+    lenient_kconfig: bool = False
+
+
 def prepare_kernel(
     cfg: runconfig.RunConfig,
     run_dir: Path,
     phases: report.Phases,
     state: RunState | None = None,
     force: bool = False,
+    variant: KernelVariant | None = None,
 ) -> build.BuildResult:
     """Source, series and build phases (shared by run, build and boot)."""
     t = phases.start("source", f"preparing {cfg.kernel.source}")
     src = source.prepare(cfg.kernel.source, cfg.kernel.ref)
     phases.finish("source", t, f"{src.description} = Linux {src.version} ({src.identity})")
 
-    series = patches.read_series(cfg.kernel.series)
-    what = (
-        f"series {cfg.kernel.series} ({len(series.patches)} patches)" if series.path else "baseline"
-    )
+    series = variant.series if variant else patches.read_series(cfg.kernel.series)
+    what = f"series {series.path} ({len(series.patches)} patches)" if series.patches else "baseline"
     t = phases.start(
         "build",
         f"{what}, {cfg.kernel.base_config} + "
@@ -129,9 +141,12 @@ def prepare_kernel(
             series_identity=series.identity,
         )
         state.metadata["inputs"] = _input_identities(cfg, series)
-    result = build.build(
-        build.BuildRequest(cfg.kernel, src, series, force=force), run_dir / "build.log"
-    )
+    request = build.BuildRequest(cfg.kernel, src, series, force=force)
+    if variant is not None:
+        request = dataclasses.replace(
+            request, build_dir=variant.build_dir, lenient_kconfig=variant.lenient_kconfig
+        )
+    result = build.build(request, run_dir / "build.log")
     how = "cached, no make" if result.cached else f"built in {result.seconds.get('make', 0):.1f}s"
     phases.finish("build", t, f"kernel {result.key}: {how}")
     if state is not None:
@@ -211,7 +226,7 @@ def _reproducer(state: RunState) -> str:
 
 
 def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
-             vm: machine.Machine) -> int:  # fmt: skip
+             vm: machine.Machine, variant: KernelVariant | None = None) -> int:  # fmt: skip
     run_dir = state.run_dir
     # The model runs first: a scenario it cannot follow is a config problem, found before
     # spending minutes on a build and a boot.
@@ -219,7 +234,7 @@ def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
     predictions = {sc.name: model.predict(sc) for sc in cfg.scenarios}
     phases.finish("model", t, "done")
 
-    kernel = prepare_kernel(cfg, run_dir, phases, state)
+    kernel = prepare_kernel(cfg, run_dir, phases, state, variant=variant)
 
     t = phases.start("guest", f"initramfs with {len(cfg.scenarios)} scenarios")
     jobs = [initramfs.Job(sc.name, script=workload.guest_script(sc)) for sc in cfg.scenarios]

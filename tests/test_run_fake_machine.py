@@ -51,7 +51,7 @@ def fake_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     bzimage = tmp_path / "bzImage"
     bzimage.write_bytes(b"not a kernel")
 
-    def prepare_kernel(cfg, run_dir, phases, state=None, force=False):  # type: ignore[no-untyped-def]
+    def prepare_kernel(cfg, run_dir, phases, state=None, force=False, variant=None):  # type: ignore[no-untyped-def]
         if state is not None:
             state.kernel.update(version="6.1.192", cached=True)
         return build.BuildResult("fakekey", bzimage, bzimage, bzimage, True, "0" * 40, "c" * 64,
