@@ -51,7 +51,9 @@ class Node:
     def _scalar(self) -> Any:
         if not isinstance(self._node, yaml.ScalarNode):
             raise self.error(f"expected a scalar value, got a {_kind(self._node)}")
-        return yaml.safe_load(yaml.serialize(self._node))
+        # Construct the value from the composed node directly: serialising it and parsing
+        # it again per scalar made loading a config most of a second.
+        return _SCALARS.construct_object(self._node)
 
     def as_str(self) -> str:
         value = self._scalar()
@@ -163,6 +165,11 @@ def require(fields: dict[str, Node], name: str, parent: Node) -> Node:
     return fields[name]
 
 
+_SCALARS = yaml.constructor.SafeConstructor()
+# libyaml's parser when PyYAML has it (Debian's does): the same nodes and marks, faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load(path: Path) -> Node:
     """Parse a YAML file into a root Node; syntax errors name the file and line."""
     try:
@@ -172,7 +179,7 @@ def load(path: Path) -> Node:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
