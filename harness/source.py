@@ -52,6 +52,9 @@ def _kernel_version(tree: Path) -> str:
 
 def _commit_snapshot(tree: Path, message: str) -> None:
     git(tree, "init", "-q", "-b", "harness-import")
+    # No auto-gc while importing: `git commit` would start one, detached, on the ~75,000
+    # loose objects `git add` leaves; pack() collects them itself, in the foreground.
+    git(tree, "config", "gc.auto", "0")
     # Debian's tree ignores everything at the top level (/* in .gitignore): force-add.
     git(tree, "-c", "core.looseCompression=1", "add", "-A", "-f")
     git(tree, "commit", "-q", "--no-verify", "-m", message)
@@ -68,8 +71,9 @@ def pack(tree: Path) -> None:
     keep this to seconds. Later auto-gcs run in the foreground (under the source lock,
     see collect_garbage()) rather than beside a build.
     """
-    git(tree, "config", "gc.autoDetach", "false")
     git(tree, "-c", "pack.window=0", "-c", "pack.compression=1", "gc", "-q")
+    git(tree, "config", "--unset", "gc.auto", check=False)
+    git(tree, "config", "gc.autoDetach", "false")
 
 
 def collect_garbage(tree: Path) -> None:

@@ -240,3 +240,17 @@ def test_identity_of_follows_only_the_wanted_files(tmp_path: Path, fake_tree: Pa
     assert sa.identity_of(memory_only) == sb.identity_of(memory_only) != "none"
     assert sa.identity_of(lambda n: n == "mm/rmap.c") != sb.identity_of(lambda n: n == "mm/rmap.c")
     assert sa.identity_of(lambda n: n.startswith("kernel/")) == "none"
+
+
+def test_the_import_is_packed_and_git_never_gcs_in_the_background(fake_tree: Path) -> None:
+    src = source.prepare(fake_tree)
+
+    def git_out(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=src.tree, capture_output=True, text=True,
+                              check=False).stdout.strip()  # fmt: skip
+
+    counts = dict(line.split(": ") for line in git_out("count-objects", "-v").splitlines())
+    assert counts["count"] == "0" and int(counts["in-pack"]) >= 4  # nothing loose
+    assert git_out("config", "gc.autoDetach") == "false"
+    assert git_out("config", "gc.auto") == ""  # git's default threshold again
+    assert not (src.tree / ".git" / "gc.pid").exists()
