@@ -111,8 +111,11 @@ def _read_stamp(path: Path, measure: bool) -> tuple[int, float]:
         data = json.loads((path / STAMP).read_text())
         size = disk_usage(path) if measure else int(data["size"])
         return size, float(data["used"])
-    st = path.stat()
-    return disk_usage(path), st.st_mtime  # made before stamps existed
+    # Made before stamps existed: measure it once, and remember.
+    size, used = disk_usage(path), path.stat().st_mtime
+    with contextlib.suppress(OSError):
+        cache.write_atomic(path / STAMP, json.dumps({"used": used, "size": size}))
+    return size, used
 
 
 def _describe(kind: str, path: Path) -> tuple[str | None, str]:

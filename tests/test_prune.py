@@ -137,3 +137,13 @@ def test_cache_commands(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert not made["k-old"].exists() and made["k-mid"].exists()
     assert cli.main(["cache", "prune", "--max-size", "nonsense"]) == 2
     assert "--max-size" in capsys.readouterr().err
+
+
+def test_an_entry_without_a_stamp_is_measured_once(root: Path) -> None:
+    old = root / "builds" / f"{SOURCE}-cccc"
+    old.mkdir(parents=True)
+    (old / "vmlinux").write_bytes(os.urandom(1 << 16))
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    (entry,) = prune.entries()
+    assert entry.used == 1_000_000_000 and entry.size >= 1 << 16
+    assert json.loads((old / prune.STAMP).read_text())["size"] == entry.size
