@@ -19,7 +19,7 @@ from pathlib import Path
 from harness import cache, kconfig, patches, proc, prune
 from harness.errors import BuildError
 from harness.runconfig import KernelSpec
-from harness.source import SourceTree, collect_garbage
+from harness.source import SourceTree, collect_garbage, git
 
 # Fixed build identity: the same inputs give the same bits, and ccache can hit on version.c.
 REPRODUCIBLE_ENV = {
@@ -179,6 +179,16 @@ class _Keyed:
     def cached(self) -> bool:
         return (self.store / "bzImage").exists() and not self.request.force
 
+    def same_tree_pointer(self, tree_id: str) -> Path:
+        """Where the key of a kernel built from the same tree content is remembered.
+
+        Two series that leave the same files (a commit message edited, a patch split in
+        two) build the same kernel: the git tree id of HEAD says so without make.
+        """
+        inputs = {**self.inputs, "series": None, "tree": tree_id}
+        name = cache.sha256_bytes(json.dumps(inputs, sort_keys=True).encode())[:20]
+        return cache.root() / "trees" / name
+
     def result(self, cached: bool, head: str, seconds: dict[str, float]) -> BuildResult:
         return BuildResult(
             key=self.key,
@@ -236,6 +246,9 @@ def build(
         if keyed.cached():
             prune.touch(keyed.store)
             return keyed.result(True, head, seconds)
+        tree_id = git(source.tree, "rev-parse", "HEAD^{tree}").stdout.strip()
+        if not request.force and _reuse_same_tree(keyed, tree_id, head, log_path):
+            return keyed.result(True, head, seconds)
 
         t0 = time.monotonic()
         new_build_dir = not (keyed.build_dir / ".config").exists()
@@ -257,12 +270,33 @@ def build(
             shutil.copy2(log_path, staging / "build.log")
             meta = {"inputs": keyed.inputs, "head": head}
             (staging / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        cache.write_atomic(keyed.same_tree_pointer(tree_id), keyed.key)
         prune.touch(keyed.store, measure=True)
         # The build directory grows little after its first build: measure it only then.
         prune.touch(keyed.build_dir, measure=new_build_dir)
     # Outside the source lock: eviction takes the lock of each tree whose builds it removes.
     prune.enforce_cap(protect=(keyed.store, keyed.build_dir))
     return keyed.result(False, head, seconds)
+
+
+def _reuse_same_tree(keyed: _Keyed, tree_id: str, head: str, log_path: Path) -> bool:
+    """Publish the kernel built from the same tree under this key; False if there is none."""
+    pointer = keyed.same_tree_pointer(tree_id)
+    try:
+        other = cache.root() / "kernels" / pointer.read_text().strip()
+    except OSError:
+        return False
+    if not (other / "bzImage").exists():
+        return False  # evicted since
+    with cache.staging_dir(keyed.store) as staging:
+        for name in ("bzImage", "config", "build.log"):
+            shutil.copy2(other / name, staging / name)
+        meta = {"inputs": keyed.inputs, "head": head, "same_tree_as": other.name}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    prune.touch(keyed.store, measure=True)
+    with log_path.open("a") as log:
+        log.write(f"# tree {tree_id} was built as kernel {other.name}: no make\n")
+    return True
 
 
 def _first_errors(output: str) -> str:

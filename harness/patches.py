@@ -15,6 +15,7 @@ Other commands build variants of a series through the same path:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -30,6 +31,10 @@ SERIES_BRANCH = "harness-series"
 STATE_FILE = "harness-series.json"
 
 
+# git format-patch's signature after the last hunk: "-- ", the git version, blank lines.
+_SIGNATURE = re.compile(r"\n-- \n[^\n]*\n*\Z")
+
+
 @dataclass(frozen=True)
 class Patch:
     path: Path
@@ -39,7 +44,8 @@ class Patch:
         """(path in the tree, text) of each file's part of the patch, in order."""
         found: list[tuple[str, str]] = []
         name, lines = "", []
-        for line in self.path.read_text(errors="replace").splitlines(keepends=True):
+        text = _SIGNATURE.sub("\n", self.path.read_text(errors="replace"))
+        for line in text.splitlines(keepends=True):
             if line.startswith("diff --git "):
                 if name:
                     found.append((name, "".join(lines)))
@@ -55,6 +61,17 @@ class Patch:
 
     def touched_files(self) -> list[str]:
         return [name for name, _ in self.sections()]
+
+    @functools.cached_property
+    def effect(self) -> str:
+        """Hash of the diff alone: what the patch does to the tree.
+
+        `git format-patch` writes each commit's id, the author and the message around the
+        diff; regenerating a series after editing one patch changes those in every later
+        file. Two patches with the same effect leave the same tree on the same parent, so
+        the kept prefix of the series branch is found by effect, not by file content.
+        """
+        return cache.sha256_bytes("".join(t for _, t in self.sections()).encode())
 
 
 @dataclass(frozen=True)
@@ -141,7 +158,7 @@ def _failing_hunk(output: str) -> str:
 
 @dataclass(frozen=True)
 class _State:
-    """What the series branch holds: one (patch sha256, commit) per applied patch."""
+    """What the series branch holds: one (patch effect, commit) per applied patch."""
 
     identity: str | None
     head: str
@@ -166,8 +183,8 @@ def _kept_prefix(state: _State | None, series: Series, head: str, clean: bool) -
     if state is None or state.head != head or not clean:
         return 0
     kept = 0
-    for (sha, _), patch in zip(state.applied, series.patches, strict=False):
-        if sha != patch.sha256:
+    for (effect, _), patch in zip(state.applied, series.patches, strict=False):
+        if effect != patch.effect:
             break
         kept += 1
     return kept
@@ -210,7 +227,7 @@ def apply(source: SourceTree, series: Series) -> str:
     if rest:
         result = git(tree, "am", "-q", "--keep-cr", *(str(p.path) for p in rest), check=False)
         commits = git(tree, "rev-list", "--reverse", f"{fork}..HEAD").stdout.split()
-        applied += [(p.sha256, c) for p, c in zip(rest, commits, strict=False)]
+        applied += [(p.effect, c) for p, c in zip(rest, commits, strict=False)]
         if result.returncode != 0:
             # Keep the patches that applied (bisect and the next run reuse them) and
             # leave a clean tree at the last of them.
