@@ -210,7 +210,7 @@ def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
         state.metadata["phase_seconds"] = phases.seconds
         state.metadata["wall_seconds"] = round(progress.elapsed(), 3)
         report.write_json(run_dir / "metadata.json", state.metadata)
-        report.write_json(run_dir / "results.json", state.results())
+        report.write_json_lines(run_dir / "results.json", state.results())
         (run_dir / "reproducer.sh").write_text(_reproducer(state))
     progress.say(f"verdict: {state.verdict.upper()}  ->  {run_dir}/results.json")
     progress.say(f"reproduce: {state.metadata['reproducer']}")

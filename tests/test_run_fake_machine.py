@@ -125,3 +125,15 @@ def test_repeat_status_is_the_worst_verdict(fake_kernel: None, tmp_path: Path) -
     assert run.execute_repeated(cfg, tmp_path, [], 2, body=lambda *a: next(codes)) == 2
     codes = iter([run.EXIT_PASS, run.EXIT_INTERRUPTED, run.EXIT_PASS])
     assert run.execute_repeated(cfg, tmp_path, [], 3, body=lambda *a: next(codes)) == 130
+
+
+def test_results_json_has_one_scenario_per_line(fake_kernel: None, tmp_path: Path) -> None:
+    cfg = runconfig.load(DATA / "configs" / "one-scenario.yaml")
+    vm = RecordedMachine(DATA / "console" / "run-thp.log", DATA / "records" / "run-thp.log")
+    run.execute(cfg, tmp_path, ["harness", "run"], machine_impl=vm)
+    text = (tmp_path / "latest" / "results.json").read_text()
+    data = json.loads(text)
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[1] == ' "verdict": "pass",'
+    (scenario_line,) = [line for line in lines if line.startswith('  {"name": ')]
+    assert json.loads(scenario_line) == data["scenarios"][0]
