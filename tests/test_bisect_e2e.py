@@ -1,17 +1,16 @@
-"""End to end: `harness bisect` finds a bad patch planted in a copy of the kernel series.
+"""End to end: `harness bisect` finds a bad patch planted in a series on the base kernel.
 
-The copy is the real series (so its first 12 patches are the suite's series kernel,
-found in the cache) plus a patch that makes /proc/kpagecount report one mapping too many,
-plus a harmless patch after it. Knowing the 12 patches pass (--good 12), bisect runs
-the 14-patch series, the 12, and then the 13 between them, built incrementally in one
-build directory.
+The series is three patches to fs/proc/page.c on top of the configs/thp.yaml kernel (the
+suite's baseline, so prefix 0 is found in the cache): a harmless comment change, a
+patch that makes /proc/kpagecount report one mapping too many, and another harmless
+comment change. Bisect runs the 3 patches (bad), the base (good), then prefixes 1 (good)
+and 2 (bad), built incrementally in one build directory, and names patch 2.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,60 +42,63 @@ def mail_patch(path: str, old: str, new: str, subject: str) -> str:
 
 
 def test_bisect_finds_a_planted_bad_patch(tmp_path: Path) -> None:
-    series_cfg = runconfig.load(ROOT / "configs" / "series.yaml")
-    src = source.prepare(series_cfg.kernel.source)
+    thp = runconfig.load(ROOT / "configs" / "thp.yaml")
+    src = source.prepare(thp.kernel.source)
     base = subprocess.run(
         ["git", "show", f"{source.BASE_TAG}:{KPAGECOUNT}"],
         cwd=src.tree, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
+    reworded = base.replace(" * Note that page->_mapcount", " * Note: page->_mapcount", 1)
+    wrong = reworded.replace("pcount = page_mapcount(ppage);", "pcount = page_mapcount(ppage) + 1;")
+    harmless = wrong.replace("/proc/kpagecount", "/proc/kpagecount (per page)", 1)
+    assert base != reworded != wrong != harmless
     patches_dir = tmp_path / "kernel-patches"
-    shutil.copytree(ROOT / "kernel-patches", patches_dir)
-    assert not any(KPAGECOUNT in p.read_text() for p in patches_dir.glob("*.patch"))
-
-    wrong = base.replace("pcount = page_mapcount(ppage);", "pcount = page_mapcount(ppage) + 1;")
-    assert wrong != base
-    harmless = wrong.replace(" * Note that page->_mapcount", " * Note: page->_mapcount", 1)
-    assert harmless != wrong
-    bad_name = "0013-fs-proc-report-one-mapping-too-many.patch"
-    (patches_dir / bad_name).write_text(
-        mail_patch(KPAGECOUNT, base, wrong, "fs/proc: report one mapping too many")
-    )
-    (patches_dir / "0014-fs-proc-reword-a-comment.patch").write_text(
-        mail_patch(KPAGECOUNT, wrong, harmless, "fs/proc: reword a comment")
-    )
-    with (patches_dir / "series").open("a") as f:
-        f.write(f"{bad_name}\n0014-fs-proc-reword-a-comment.patch\n")
+    patches_dir.mkdir()
+    names = [
+        "0001-fs-proc-reword-a-comment.patch",
+        "0002-fs-proc-report-one-mapping-too-many.patch",
+        "0003-fs-proc-name-the-file.patch",
+    ]
+    subjects = [
+        "fs/proc: reword a comment",
+        "fs/proc: report one mapping too many",
+        "fs/proc: name the file",
+    ]
+    contents = [(base, reworded), (reworded, wrong), (wrong, harmless)]
+    for name, subject, (old, new) in zip(names, subjects, contents, strict=True):
+        (patches_dir / name).write_text(mail_patch(KPAGECOUNT, old, new, subject))
+    (patches_dir / "series").write_text("\n".join(names) + "\n")
 
     config = tmp_path / "bisect.yaml"
-    text = (ROOT / "configs" / "series.yaml").read_text()
-    text = text.replace("../kernel-patches/series", str(patches_dir / "series"))
+    text = (ROOT / "configs" / "thp.yaml").read_text()
+    text = text.replace("series: none", f"series: {patches_dir / 'series'}")
     text = text.replace("[kconfig/", f"[{ROOT}/configs/kconfig/")
-    text = text.replace(", kconfig/", f", {ROOT}/configs/kconfig/")
     text = text.replace("workloads/", f"{ROOT}/configs/workloads/")
     config.write_text(text)
 
     results = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "--results", str(results), "bisect",
-         "--config", str(config), "--scenario", "anon-thp-pmd", "--good", "12"],
+         "--config", str(config), "--scenario", "anon-thp-pmd"],
         cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False,
     )  # fmt: skip
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
-    assert f"the first bad patch is 13 of 14: {patches_dir / bad_name}" in out
+    assert f"the first bad patch is 2 of 3: {patches_dir / names[1]}" in out
     assert "+\t\t\tpcount = page_mapcount(ppage) + 1;" in out  # printed with its diff
     summary = json.loads(next(results.glob("*-bisect-bisect/bisect.json")).read_text())
     assert [(s["prefix"], s["bad"]) for s in summary["steps"]] == [
-        (14, True), (12, False), (13, True)
+        (3, True), (0, False), (1, False), (2, True)
     ]  # fmt: skip
-    # Each prefix ran the selected scenario only, and all were built in one directory.
+    # Each prefix ran the selected scenario only; the base was the cached baseline kernel
+    # and every prefix was built in the build directory of the whole series.
+    runs = [Path(step["run"]) for step in summary["steps"]]
     build_dirs = set()
-    for step in summary["steps"]:
-        run_dir = Path(step["run"])
+    for run_dir in runs:
         data = json.loads((run_dir / "results.json").read_text())
         assert [s["name"] for s in data["scenarios"]] == ["anon-thp-pmd"]
-        meta = json.loads((run_dir / "metadata.json").read_text())
-        build_dirs.add(meta["build"]["build_dir"])
+        build_dirs.add(json.loads((run_dir / "metadata.json").read_text())["build"]["build_dir"])
     assert len(build_dirs) == 1
-    bad_run = json.loads((Path(summary["steps"][2]["run"]) / "results.json").read_text())
-    assert bad_run["scenarios"][0]["verdict"] == "fail"
+    assert json.loads((runs[1] / "results.json").read_text())["kernel"]["cached"] is True
+    bad = json.loads((runs[3] / "results.json").read_text())
+    assert bad["scenarios"][0]["verdict"] == "fail"
