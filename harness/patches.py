@@ -178,9 +178,9 @@ class _State:
             return None
 
 
-def _kept_prefix(state: _State | None, series: Series, head: str, clean: bool) -> int:
+def _kept_prefix(state: _State | None, series: Series, head: str) -> int:
     """How many leading patches of `series` the branch already holds as commits."""
-    if state is None or state.head != head or not clean:
+    if state is None or state.head != head:
         return 0
     kept = 0
     for (effect, _), patch in zip(state.applied, series.patches, strict=False):
@@ -195,31 +195,37 @@ def apply(source: SourceTree, series: Series) -> str:
 
     Only the patches after the longest prefix the branch already holds are applied.
     Caller must hold the source lock: the work tree is shared by every run of this source.
+
+    Every path ends with a forced checkout, so a file someone edited by hand in the tree
+    is put back (with a new mtime: make rebuilds it); nothing needs a `git status` of the
+    whole tree first, which costs as much as the checkout itself.
     """
     tree = source.tree
     state = _State.load(tree)
-    head = git(tree, "rev-parse", "HEAD").stdout.strip()
     if (tree / ".git" / "rebase-apply").exists():
         git(tree, "am", "--abort", check=False)  # an interrupted run's git am
-        head = git(tree, "rev-parse", "HEAD").stdout.strip()
-    clean = not git(tree, "status", "--porcelain", "--untracked-files=no").stdout.strip()
-    kept = _kept_prefix(state, series, head, clean)
+    head = git(tree, "rev-parse", "HEAD").stdout.strip()
+    kept = _kept_prefix(state, series, head)
     applied = list(state.applied[:kept]) if state is not None else []
-    unchanged = state is not None and state.head == head and clean
-    if unchanged and kept == len(series.patches) == len(state.applied):  # type: ignore[union-attr]
-        assert state is not None
+    fork = applied[-1][1] if applied else BASE_TAG
+    if state is not None and kept == len(series.patches) == len(state.applied):
+        # Nothing to apply: only make sure the tree is what HEAD says.
+        git(tree, "checkout", "-q", "-f", "-B", SERIES_BRANCH, head)
         if state.identity != series.identity:  # same contents under other names
             _State(series.identity, head, state.applied).save(tree)
         return head
-    fork = applied[-1][1] if applied else BASE_TAG
 
     # What the old branch changed after the fork point, to give unchanged files their
     # mtimes back once the new patches are in.
+    # A file edited by hand since (its content is not its blob) keeps no mtime. Hashing the
+    # few files is exact; the index's stat data is not (restoring mtimes staled it).
     before: dict[str, tuple[str, int]] = {}
-    for name, blob in _changed_files(tree, fork).items():
-        path = tree / name
-        if path.exists():
-            before[name] = (blob, path.stat().st_mtime_ns)
+    changed = {n: b for n, b in _changed_files(tree, fork).items() if (tree / n).is_file()}
+    names = list(changed)
+    hashes = git(tree, "hash-object", "--", *names).stdout.split() if names else []
+    for name, content in zip(names, hashes, strict=True):
+        if content == changed[name]:
+            before[name] = (content, (tree / name).stat().st_mtime_ns)
 
     git(tree, "checkout", "-q", "-f", "-B", SERIES_BRANCH, fork)
     rest = series.patches[kept:]
@@ -235,10 +241,16 @@ def apply(source: SourceTree, series: Series) -> str:
             git(tree, "am", "--quit", check=False)
             git(tree, "reset", "-q", "--hard", "HEAD")
 
+    restored = []
     for name, blob in _changed_files(tree, fork).items():
         if name in before and before[name][0] == blob:
             mtime_ns = before[name][1]
             os.utime(tree / name, ns=(mtime_ns, mtime_ns))
+            restored.append(name)
+    if restored:
+        # Give the index their stat data too: else the next forced checkout would take
+        # them for edited files and write them again, with new mtimes.
+        git(tree, "update-index", "-q", "--", *restored)
 
     head = git(tree, "rev-parse", "HEAD").stdout.strip()
     complete = failure is None

@@ -73,8 +73,7 @@ def test_changing_one_patch_touches_only_its_file(fake_tree: Path, tmp_path: Pat
     )
     patches.apply(src, patches.read_series(v1 / "series"))
     old = 1_000_000_000
-    for name in ("mm/memory.c", "mm/rmap.c"):
-        os.utime(src.tree / name, ns=(old, old))
+    set_mtimes(src.tree, ["mm/memory.c", "mm/rmap.c"], old)
     patches.apply(src, patches.read_series(v2 / "series"))
     assert (src.tree / "mm/rmap.c").read_text() == "int r2;\n"
     assert (src.tree / "mm/memory.c").stat().st_mtime_ns == old  # same content: same mtime
@@ -117,6 +116,13 @@ def test_series_identity_follows_content(tmp_path: Path) -> None:
     assert patches.read_series(None).identity == "none"
 
 
+def set_mtimes(tree: Path, names: list[str], ns: int) -> None:
+    """Old mtimes, as a build long ago would have left them (and git's index agrees)."""
+    for name in names:
+        os.utime(tree / name, ns=(ns, ns))
+    subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=tree, check=False)
+
+
 def commits_of(tree: Path) -> list[str]:
     out = subprocess.run(
         ["git", "rev-list", "--reverse", f"{source.BASE_TAG}..HEAD"],
@@ -151,8 +157,7 @@ def test_reapply_starts_at_the_first_changed_patch(fake_tree: Path, tmp_path: Pa
     patches.apply(src, v1)
     first = commits_of(src.tree)
     old = 1_000_000_000
-    for name in ("mm/memory.c", "mm/rmap.c", "mm/gup.c"):
-        os.utime(src.tree / name, ns=(old, old))
+    set_mtimes(src.tree, ["mm/memory.c", "mm/rmap.c", "mm/gup.c"], old)
     assert am_commits(src.tree) == 3
     patches.apply(src, v2)
     second = commits_of(src.tree)
@@ -215,14 +220,33 @@ def test_failing_patch_keeps_the_patches_before_it(fake_tree: Path, tmp_path: Pa
     assert commits_of(src.tree) == kept and am_commits(src.tree) == 2  # nothing to do
 
 
-def test_a_dirty_tree_is_rebuilt_from_the_base(fake_tree: Path, tmp_path: Path) -> None:
+def test_a_file_edited_by_hand_is_put_back_and_rebuilt(fake_tree: Path, tmp_path: Path) -> None:
     series = three_patches(fake_tree, tmp_path / "v1", "int g1;\n")
     src = source.prepare(fake_tree)
     patches.apply(src, series)
+    old = 1_000_000_000
+    set_mtimes(src.tree, ["mm/memory.c", "mm/rmap.c", "mm/gup.c"], old)
     (src.tree / "mm/memory.c").write_text("int edited_by_hand;\n")
-    patches.apply(src, series)
+    patches.apply(src, series)  # nothing to apply: the tree is put back
     assert (src.tree / "mm/memory.c").read_text() == "int m1;\n"
-    assert am_commits(src.tree) == 6  # no trust in a tree someone edited: all again
+    assert (src.tree / "mm/memory.c").stat().st_mtime_ns != old  # make must rebuild it
+    assert (src.tree / "mm/rmap.c").stat().st_mtime_ns == old
+    assert am_commits(src.tree) == 3  # the commits are still good
+
+    # An edited file that a changed series rewrites to its old content gets a new mtime:
+    # the build directory may hold objects of the edited content.
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    make_patches(fake_tree, v2, [("mm/memory.c", "int m1;\n", "mm: a"),
+                                 ("mm/rmap.c", "int r2;\n", "mm: b changed"),
+                                 ("mm/gup.c", "int g1;\n", "mm: c")])  # fmt: skip
+    set_mtimes(src.tree, ["mm/memory.c", "mm/rmap.c", "mm/gup.c"], old)
+    (src.tree / "mm/gup.c").write_text("int g1;\nint edited;\n")
+    os.utime(src.tree / "mm/gup.c", ns=(old, old))  # edited, then built, long ago
+    patches.apply(src, patches.read_series(v2 / "series"))
+    assert (src.tree / "mm/gup.c").read_text() == "int g1;\n"
+    assert (src.tree / "mm/gup.c").stat().st_mtime_ns != old
+    assert (src.tree / "mm/memory.c").stat().st_mtime_ns == old  # the kept prefix
     (src.tree / "mm/memory.c").write_text("int edited_by_hand;\n")
     patches.apply(src, patches.read_series(None))
     assert (src.tree / "mm/memory.c").read_text() == "int memory;\n"
