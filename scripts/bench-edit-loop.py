@@ -258,6 +258,9 @@ def edit_loop(pairs: int, cfg: runconfig.RunConfig, src: source.SourceTree, work
             return False
         ours_s.append(t)
         extra_s.append(t - meta["phase_seconds"]["boot"] - meta["build"]["seconds"]["make"])
+        make, boot = meta["build"]["seconds"]["make"], meta["phase_seconds"]["boot"]
+        print(f"    harness {t:6.1f}s (make {make:.1f}s, boot {boot:.1f}s, "
+              f"own {extra_s[-1]:.1f}s)", flush=True)  # fmt: skip
         return True
 
     def raw() -> bool:
@@ -271,8 +274,9 @@ def edit_loop(pairs: int, cfg: runconfig.RunConfig, src: source.SourceTree, work
                 subprocess.run(["git", "checkout", "--", EDITED_FILE], cwd=src.tree, check=True)
                 assert target.read_text() == committed
             last_state[0] = tree_state(src.tree)
-        t += timed(raw_qemu)
-        raw_s.append(t)
+        q = timed(raw_qemu)
+        raw_s.append(t + q)
+        print(f"    raw     {t + q:6.1f}s (make {t:.1f}s, QEMU {q:.1f}s)", flush=True)
         return True
 
     # Warm-up pair: the tree moves to this series (all of it, once) and make settles.
