@@ -282,6 +282,7 @@ def edit_loop(pairs: int, cfg: runconfig.RunConfig, src: source.SourceTree, work
     # Warm-up pair: the tree moves to this series (all of it, once) and make settles.
     ours()
     raw()
+    del ours_s[:], raw_s[:], extra_s[:]  # the warm-up pair is not a sample
     last_state[0] = tree_state(src.tree)
     print("edit -> verdict (a fresh one-line change each time):", flush=True)
     done = 0
