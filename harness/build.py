@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from harness import cache, kconfig, patches, proc
+from harness import cache, kconfig, patches, proc, prune
 from harness.errors import BuildError
 from harness.runconfig import KernelSpec
-from harness.source import SourceTree
+from harness.source import SourceTree, collect_garbage, git
 
 # Fixed build identity: the same inputs give the same bits, and ccache can hit on version.c.
 REPRODUCIBLE_ENV = {
@@ -40,6 +40,8 @@ class BuildRequest:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     make_args: tuple[str, ...] = ()
     force: bool = False  # run make even when the artifacts are cached
+    build_dir: Path | None = None  # where make runs; default: one per source and config
+    lenient_kconfig: bool = False  # requested options this tree does not define yet: fine
 
 
 @dataclass
@@ -100,38 +102,48 @@ def _install_config(build_dir: Path, text: str) -> None:
     target.write_text(text)
 
 
-def _kconfig_memo(request: BuildRequest) -> Path:
+def _kconfig_memo(request: BuildRequest, toolchain: str) -> Path:
     """Where the merged .config for these inputs is remembered.
 
-    Merging runs kconfig three times (5-10 s); its result is a pure function of the source,
-    the series, the base config and the fragments' contents.
+    Merging runs kconfig three times (5-10 s). Its result is a pure function of the files
+    kconfig reads (the base source, the series' changes to Kconfig files and kconfig's
+    scripts, see kconfig.reads), the base config, the fragments and the compiler (Kconfig
+    asks it for its version and flags), so a patch that changes only C keeps the memo.
     """
     spec = request.spec
     inputs = json.dumps(
         {
             "source": request.source.identity,
-            "series": request.series.identity,
+            "series_kconfig": request.series.identity_of(kconfig.reads),
             "base": spec.base_config,
             "fragments": [cache.sha256_file(f) for f in spec.fragments],
+            "toolchain": toolchain,
         },
         sort_keys=True,
     )
     return cache.root() / "kconfig" / f"{cache.sha256_bytes(inputs.encode())[:20]}.config"
 
 
-def _merged_config(request: BuildRequest, log_path: Path) -> kconfig.MergedConfig:
-    """The merged .config, from the memo or by running kconfig (needs the source lock)."""
-    memo = _kconfig_memo(request)
+def _merged_config(request: BuildRequest, toolchain: str, log_path: Path) -> kconfig.MergedConfig:
+    """The merged .config, from the memo or by running kconfig (needs the source lock).
+
+    The memo holds kconfig's output; it is checked against the fragments every time (a
+    millisecond), so strict and lenient requests share it.
+    """
+    memo = _kconfig_memo(request, toolchain)
+    spec = request.spec
     if memo.exists():
         text = memo.read_text()
         with log_path.open("a") as log:
             log.write(f"# merged config from {memo}\n")
-        return kconfig.MergedConfig(text, kconfig.options_sha256(text))
-    scratch = cache.root() / "builds" / f"{request.source.identity}-kconfig"
-    spec = request.spec
-    merged = kconfig.merge(request.source.tree, scratch, spec.base_config, spec.fragments, log_path)
-    cache.write_atomic(memo, merged.text)
-    return merged
+    else:
+        scratch = cache.root() / "builds" / f"{request.source.identity}-kconfig"
+        text = kconfig.merge(request.source.tree, scratch, spec.base_config, spec.fragments,
+                             log_path)  # fmt: skip
+        cache.write_atomic(memo, text)
+    defined = kconfig.defined_in(request.source.tree) if request.lenient_kconfig else None
+    kconfig.verify(kconfig.parse_config(text), kconfig.requests(spec.fragments), defined)
+    return kconfig.MergedConfig(text, kconfig.options_sha256(text))
 
 
 @dataclass(frozen=True)
@@ -162,10 +174,22 @@ class _Keyed:
 
     @property
     def build_dir(self) -> Path:
+        if self.request.build_dir is not None:
+            return self.request.build_dir
         return cache.root() / "builds" / f"{self.request.source.identity}-{self.merged.sha256[:16]}"
 
     def cached(self) -> bool:
         return (self.store / "bzImage").exists() and not self.request.force
+
+    def same_tree_pointer(self, tree_id: str) -> Path:
+        """Where the key of a kernel built from the same tree content is remembered.
+
+        Two series that leave the same files (a commit message edited, a patch split in
+        two) build the same kernel: the git tree id of HEAD says so without make.
+        """
+        inputs = {**self.inputs, "series": None, "tree": tree_id}
+        name = cache.sha256_bytes(json.dumps(inputs, sort_keys=True).encode())[:20]
+        return cache.root() / "trees" / name
 
     def result(self, cached: bool, head: str, seconds: dict[str, float]) -> BuildResult:
         return BuildResult(
@@ -184,6 +208,7 @@ class _Keyed:
 
 def _from_cache(keyed: _Keyed, log_path: Path, seconds: dict[str, float]) -> BuildResult:
     meta = json.loads((keyed.store / "meta.json").read_text())
+    prune.touch(keyed.store)
     with log_path.open("a") as log:
         log.write(f"# kernel {keyed.key} found in the cache: no make\n")
     return keyed.result(True, str(meta.get("head", "")), seconds)
@@ -248,8 +273,8 @@ def build(
 
     # A remembered config whose kernel is cached needs neither the tree nor its lock: a
     # cached run never waits behind another run's build of the same source.
-    memo = _kconfig_memo(request)
-    if memo.exists():
+    memo = _kconfig_memo(request, toolchain)
+    if memo.exists() and not request.lenient_kconfig:
         text = memo.read_text()
         keyed = _Keyed(request, kconfig.MergedConfig(text, kconfig.options_sha256(text)), toolchain)
         if keyed.cached() and (keyed.store / "meta.json").exists():
@@ -257,16 +282,22 @@ def build(
 
     with cache.locked(f"source-{source.identity}", on_wait):
         t0 = time.monotonic()
+        collect_garbage(source.tree)
         head = patches.apply(source, request.series)
         seconds["patch"] = time.monotonic() - t0
 
         t0 = time.monotonic()
-        keyed = _Keyed(request, _merged_config(request, log_path), toolchain)
+        keyed = _Keyed(request, _merged_config(request, toolchain, log_path), toolchain)
         seconds["kconfig"] = time.monotonic() - t0
         if keyed.cached():
+            prune.touch(keyed.store)
+            return keyed.result(True, head, seconds)
+        tree_id = git(source.tree, "rev-parse", "HEAD^{tree}").stdout.strip()
+        if not request.force and _reuse_same_tree(keyed, tree_id, head, log_path):
             return keyed.result(True, head, seconds)
 
         t0 = time.monotonic()
+        new_build_dir = not (keyed.build_dir / ".config").exists()
         _install_config(keyed.build_dir, keyed.merged.text)
         argv = make_command(source.tree, keyed.build_dir, request.jobs, request.make_args)
         steps = 0
@@ -296,7 +327,33 @@ def build(
             shutil.copy2(log_path, staging / "build.log")
             meta = {"inputs": keyed.inputs, "head": head}
             (staging / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        return keyed.result(False, head, seconds)
+        cache.write_atomic(keyed.same_tree_pointer(tree_id), keyed.key)
+        prune.touch(keyed.store, measure=True)
+        # The build directory grows little after its first build: measure it only then.
+        prune.touch(keyed.build_dir, measure=new_build_dir)
+    # Outside the source lock: eviction takes the lock of each tree whose builds it removes.
+    prune.enforce_cap(protect=(keyed.store, keyed.build_dir))
+    return keyed.result(False, head, seconds)
+
+
+def _reuse_same_tree(keyed: _Keyed, tree_id: str, head: str, log_path: Path) -> bool:
+    """Publish the kernel built from the same tree under this key; False if there is none."""
+    pointer = keyed.same_tree_pointer(tree_id)
+    try:
+        other = cache.root() / "kernels" / pointer.read_text().strip()
+    except OSError:
+        return False
+    if not (other / "bzImage").exists():
+        return False  # evicted since
+    with cache.staging_dir(keyed.store) as staging:
+        for name in ("bzImage", "config", "build.log"):
+            shutil.copy2(other / name, staging / name)
+        meta = {"inputs": keyed.inputs, "head": head, "same_tree_as": other.name}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    prune.touch(keyed.store, measure=True)
+    with log_path.open("a") as log:
+        log.write(f"# tree {tree_id} was built as kernel {other.name}: no make\n")
+    return True
 
 
 def _first_errors(output: str) -> str:

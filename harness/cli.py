@@ -1,4 +1,5 @@
-"""Command line: harness run | build | boot | doctor | model | report | diff | nightly | fuzz."""
+"""Command line: harness run | build | boot | bisect | cache | doctor | model | report | diff |
+nightly | fuzz."""
 
 from __future__ import annotations
 
@@ -17,9 +18,19 @@ def _results_root(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = runconfig.load(Path(args.config))
+    cfg = runconfig.select(runconfig.load(Path(args.config)), args.scenario, args.exclude)
     body = selftest_run.body if cfg.selftests is not None else None
-    return run.execute(cfg, _results_root(args), ["harness", *sys.argv[1:]], body=body)
+    selection = [*(a for g in args.scenario for a in ("--scenario", g)),
+                 *(a for g in args.exclude for a in ("--exclude", g))]  # fmt: skip
+    return run.execute_repeated(cfg, _results_root(args), ["harness", *sys.argv[1:]],
+                                args.repeat, body=body, run_args=selection)  # fmt: skip
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -67,6 +78,21 @@ def cmd_boot(args: argparse.Namespace) -> int:
     if result.outcome != "done" or status is None:
         return run.EXIT_ERROR
     return 0 if status == 0 else run.EXIT_FAIL
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    from harness import bisect
+
+    cfg = runconfig.select(runconfig.load(Path(args.config)), args.scenario, args.exclude)
+    return bisect.bisect(cfg, _results_root(args), ["harness", *sys.argv[1:]], good=args.good)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from harness import prune
+
+    if args.action == "list":
+        return prune.list_command()
+    return prune.prune_command(args.keep, args.max_size)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -136,6 +162,27 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="build, boot, run the scenarios and compare with the model")
     r.add_argument("--config", required=True, help="run config YAML, e.g. configs/thp.yaml")
+    r.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="run only the scenarios (or selftests) matching GLOB; repeatable",
+    )
+    r.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip the scenarios (or selftests) matching GLOB; repeatable",
+    )
+    r.add_argument(
+        "--repeat",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="run N times (one build, N boots); exit 1 if any run failed",
+    )
     r.set_defaults(func=cmd_run)
 
     b = sub.add_parser("build", help="build (or fetch from the cache) the config's kernel")
@@ -147,6 +194,42 @@ def parser() -> argparse.ArgumentParser:
     bo.add_argument("--config", required=True)
     bo.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD to run in the guest")
     bo.set_defaults(func=cmd_boot)
+
+    bi = sub.add_parser("bisect", help="the first patch of the series at which a scenario fails")
+    bi.add_argument("--config", required=True, help="run config whose kernel.series to bisect")
+    bi.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="judge only the scenarios matching GLOB; repeatable",
+    )
+    bi.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    bi.add_argument(
+        "--good",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a prefix of N patches known to pass (default 0: the base kernel)",
+    )
+    bi.set_defaults(func=cmd_bisect)
+
+    c = sub.add_parser("cache", help="list the kernel cache, or evict least recently used")
+    c.add_argument("action", choices=("list", "prune"))
+    c.add_argument(
+        "--keep",
+        type=_positive,
+        metavar="N",
+        help="prune: keep the N most recently used kernels, build directories "
+        "and selftest builds (each)",
+    )
+    c.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        help="prune: evict least recently used until the rest fits, e.g. 4G "
+        "(default: the automatic cap, FOLIO_HARNESS_CACHE_MAX, 8G)",
+    )
+    c.set_defaults(func=cmd_cache)
 
     d = sub.add_parser("doctor", help="check the host tools a run needs")
     d.set_defaults(func=cmd_doctor)

@@ -6,6 +6,7 @@ crashed guest): whatever arrived is kept and the scenario is marked incomplete.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -44,7 +45,7 @@ class Page:
     def flags(self) -> list[str]:
         if self.kpageflags is None:
             return []
-        return [name for bit, name in KPF_NAMES.items() if self.kpageflags >> bit & 1]
+        return list(_flag_names(self.kpageflags))
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -60,6 +61,12 @@ class Page:
             "pagemap_exclusive": bool(self.pagemap & PM_MMAP_EXCLUSIVE),
             "pagemap_file": bool(self.pagemap & PM_FILE),
         }
+
+
+@functools.lru_cache(maxsize=1024)
+def _flag_names(kpageflags: int) -> tuple[str, ...]:
+    """A probe's pages share a handful of flag words: name each once."""
+    return tuple(name for bit, name in KPF_NAMES.items() if kpageflags >> bit & 1)
 
 
 @dataclass
@@ -177,10 +184,6 @@ class ScenarioRecords:
         return self.status is not None
 
 
-def _opt_int(token: str, base: int = 10) -> int | None:
-    return None if token == "-" else int(token, base)
-
-
 class RecordParser:
     def __init__(self) -> None:
         self.scenarios: list[ScenarioRecords] = []
@@ -203,6 +206,25 @@ class RecordParser:
 
     def _dispatch(self, t: list[str]) -> None:
         tag = t[0]
+        if tag == "@PAGE" and self._probe is not None:
+            # Most records are pages (tens of thousands a run): the fast path, first.
+            n = len(t)
+            self._probe.pages.append(
+                Page(
+                    int(t[1], 16),
+                    None if t[2] == "-" else int(t[2]),
+                    int(t[3], 16),
+                    None if t[4] == "-" else int(t[4]),
+                    None if t[5] == "-" else int(t[5], 16),
+                    None if t[6] == "-" else int(t[6]),
+                    None if t[7] == "-" else int(t[7]),
+                    # Optional trailing fields (older records and unpatched kernels: absent/-).
+                    None if n <= 8 or t[8] == "-" else int(t[8]),
+                    None if n <= 9 or t[9] == "-" else int(t[9]),
+                    None if n <= 10 or t[10] == "-" else int(t[10]),
+                )
+            )
+            return
         if tag == "@SCENARIO":
             self.scenarios.append(ScenarioRecords(t[1]))
             self._probe = None
@@ -222,22 +244,6 @@ class RecordParser:
         elif tag == "@PROBE":
             self._probe = Probe(t[1], t[2], int(t[3]), int(t[4], 16), int(t[5]))
             sc.probes.append(self._probe)
-        elif tag == "@PAGE" and self._probe is not None:
-            self._probe.pages.append(
-                Page(
-                    va=int(t[1], 16),
-                    pfn=_opt_int(t[2]),
-                    pagemap=int(t[3], 16),
-                    page_mapcount=_opt_int(t[4]),
-                    kpageflags=_opt_int(t[5], 16),
-                    head_pfn=_opt_int(t[6]),
-                    order=_opt_int(t[7]),
-                    # Optional trailing fields (older records and unpatched kernels: absent/-).
-                    total_mapcount=_opt_int(t[8]) if len(t) > 8 else None,
-                    entire_mapcount=_opt_int(t[9]) if len(t) > 9 else None,
-                    pt_mapcount=_opt_int(t[10]) if len(t) > 10 else None,
-                )
-            )
         elif tag == "@PAGES" and self._probe is not None:
             # A run of n pages, page k at va + k pages, its PFN and pagemap entry + k * step.
             va, count, step, pfn = int(t[1], 16), int(t[2]), int(t[3]), _opt_int(t[4])

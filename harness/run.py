@@ -8,6 +8,7 @@ whatever verdict could be reached.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 import shlex
@@ -106,22 +107,33 @@ def _input_identities(cfg: runconfig.RunConfig, series: patches.Series) -> dict[
     }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class KernelVariant:
+    """A kernel other than the config's own: a prefix of its series, or the series plus a
+    patch, built in a given build directory (bisect builds every prefix in one)."""
+
+    series: patches.Series
+    build_dir: Path | None = None
+    # Ignore requested options no Kconfig file of this tree defines yet (a prefix of the
+    # series that adds them).
+    lenient_kconfig: bool = False
+
+
 def prepare_kernel(
     cfg: runconfig.RunConfig,
     run_dir: Path,
     phases: report.Phases,
     state: RunState | None = None,
     force: bool = False,
+    variant: KernelVariant | None = None,
 ) -> build.BuildResult:
     """Source, series and build phases (shared by run, build and boot)."""
     t = phases.start("source", f"preparing {cfg.kernel.source}")
     src = source.prepare(cfg.kernel.source, cfg.kernel.ref)
     phases.finish("source", t, f"{src.description} = Linux {src.version} ({src.identity})")
 
-    series = patches.read_series(cfg.kernel.series)
-    what = (
-        f"series {cfg.kernel.series} ({len(series.patches)} patches)" if series.path else "baseline"
-    )
+    series = variant.series if variant else patches.read_series(cfg.kernel.series)
+    what = f"series {series.path} ({len(series.patches)} patches)" if series.patches else "baseline"
     t = phases.start(
         "build",
         f"{what}, {cfg.kernel.base_config} + "
@@ -136,13 +148,14 @@ def prepare_kernel(
             series_identity=series.identity,
         )
         state.metadata["inputs"] = _input_identities(cfg, series)
+    request = build.BuildRequest(cfg.kernel, src, series, force=force)
+    if variant is not None:
+        request = dataclasses.replace(
+            request, build_dir=variant.build_dir, lenient_kconfig=variant.lenient_kconfig
+        )
     watch = MakeBar(phases.progress)
     try:
-        result = build.build(
-            build.BuildRequest(cfg.kernel, src, series, force=force),
-            run_dir / "build.log",
-            watch=watch,
-        )
+        result = build.build(request, run_dir / "build.log", watch=watch)
     finally:
         watch.close()
     how = "cached, no make" if result.cached else f"built in {result.seconds.get('make', 0):.1f}s"
@@ -187,10 +200,22 @@ class MakeBar:
 Body = Callable[[runconfig.RunConfig, RunState, report.Phases, machine.Machine], int]
 
 
+def harness_command() -> str:
+    """How to run this harness again: the virtual environment's entry point if there is one
+    (a plain `harness` is often not on PATH)."""
+    for candidate in (Path(sys.executable).parent / "harness",
+                      PROJECT_ROOT / ".venv" / "bin" / "harness"):  # fmt: skip
+        if candidate.exists():
+            return shlex.quote(str(candidate))
+    return "harness"
+
+
 def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
             progress: report.Progress | None = None,
             machine_impl: machine.Machine | None = None,
-            body: Body | None = None) -> int:  # fmt: skip
+            body: Body | None = None,
+            run_args: list[str] | None = None) -> int:  # fmt: skip
+    """One run. `run_args` are the options beyond --config that the reproducer repeats."""
     progress = progress or report.Progress()
     phases = report.Phases(progress)
     run_dir = new_run_dir(results_root, cfg.path)
@@ -201,7 +226,9 @@ def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
         run_id=run_dir.name,
         started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         command=argv,
-        reproducer=f"harness run --config {shlex.quote(str(cfg.path))}",
+        reproducer=" ".join(
+            [harness_command(), shlex.join(["run", "--config", str(cfg.path), *(run_args or [])])]
+        ),
         host={"uname": " ".join(os.uname()), "python": sys.version.split()[0]},
     )
     progress.say(f"run {run_dir}")
@@ -219,7 +246,7 @@ def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
         state.metadata["phase_seconds"] = phases.seconds
         state.metadata["wall_seconds"] = round(progress.elapsed(), 3)
         report.write_json(run_dir / "metadata.json", state.metadata)
-        report.write_json(run_dir / "results.json", state.results())
+        report.write_json_lines(run_dir / "results.json", state.results())
         (run_dir / "reproducer.sh").write_text(_reproducer(state))
         _write_formats(run_dir, progress)
     progress.say(f"verdict: {state.verdict.upper()}  ->  {run_dir}/results.json")
@@ -248,7 +275,7 @@ def _reproducer(state: RunState) -> str:
 
 
 def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
-             vm: machine.Machine) -> int:  # fmt: skip
+             vm: machine.Machine, variant: KernelVariant | None = None) -> int:  # fmt: skip
     run_dir = state.run_dir
     # The model runs first: a scenario it cannot follow is a config problem, found before
     # spending minutes on a build and a boot.
@@ -256,14 +283,14 @@ def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
     predictions = {sc.name: model.predict(sc) for sc in cfg.scenarios}
     phases.finish("model", t, "done")
 
-    kernel = prepare_kernel(cfg, run_dir, phases, state)
+    kernel = prepare_kernel(cfg, run_dir, phases, state, variant=variant)
 
     t = phases.start("guest", f"initramfs with {len(cfg.scenarios)} scenarios")
     jobs = [initramfs.Job(sc.name, script=workload.guest_script(sc)) for sc in cfg.scenarios]
     image = initramfs.build(run_dir / "initramfs.cpio", GUEST_TESTS, jobs)
     phases.finish("guest", t, f"{image.stat().st_size >> 10} KiB")
 
-    t = phases.start("accel", f"accel: {cfg.machine.accel}")
+    t = phases.start("accel", f"{cfg.machine.accel} requested")
     accel, why = machine.resolve_accel(cfg.machine.accel, kernel.bzimage, image, run_dir)
     phases.finish("accel", t, f"{accel} ({why})")
 
@@ -389,3 +416,30 @@ def _job_progress(progress: report.Progress, bar: report.Bar | None = None):  # 
             bar.advance(1, line.split(initramfs.MARK_END, 1)[1].split()[0])
 
     return on_line
+
+
+def execute_repeated(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
+                     times: int, body: Body | None = None,
+                     run_args: list[str] | None = None) -> int:  # fmt: skip
+    """`times` runs one after the other (the kernel is built once, then cached).
+
+    Status: 130 as soon as one is interrupted, else 2 if any run met an error, else 1 if
+    any failed, else 0; a summary line names each run's verdict.
+    """
+    if times == 1:
+        return execute(cfg, results_root, argv, body=body, run_args=run_args)
+    codes: list[int] = []
+    for i in range(times):
+        print(f"== run {i + 1} of {times}", flush=True)
+        code = execute(cfg, results_root, argv, body=body, run_args=run_args)
+        codes.append(code)
+        if code == EXIT_INTERRUPTED:
+            return code
+    names = {EXIT_PASS: "pass", EXIT_FAIL: "fail", EXIT_ERROR: "error"}
+    verdicts = [names.get(c, str(c)) for c in codes]
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("pass", "fail", "error")
+                       if v in verdicts)  # fmt: skip
+    print(f"== {times} runs: {counts} ({' '.join(verdicts)})", flush=True)
+    if EXIT_ERROR in codes:
+        return EXIT_ERROR
+    return EXIT_FAIL if EXIT_FAIL in codes else EXIT_PASS

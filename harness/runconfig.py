@@ -6,6 +6,8 @@ behaves the same whatever the current directory is.
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -171,3 +173,31 @@ def load(path: Path) -> RunConfig:
 
 def with_kernel(cfg: RunConfig, kernel: KernelSpec) -> RunConfig:
     return replace(cfg, kernel=kernel)
+
+
+def select(cfg: RunConfig, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> RunConfig:
+    """Keep the scenarios (or selftests) whose name matches an `include` glob, if any are
+    given, and no `exclude` glob (fnmatch: *, ?, [..]). Selecting nothing is an error.
+    """
+    if not include and not exclude:
+        return cfg
+
+    def wanted(name: str) -> bool:
+        if include and not any(fnmatch.fnmatchcase(name, g) for g in include):
+            return False
+        return not any(fnmatch.fnmatchcase(name, g) for g in exclude)
+
+    names = (
+        [t.name for t in cfg.selftests.tests] if cfg.selftests else [s.name for s in cfg.scenarios]
+    )
+    if not any(wanted(n) for n in names):
+        asked = " ".join([*(f"--scenario {g!r}" for g in include),
+                          *(f"--exclude {g!r}" for g in exclude)])  # fmt: skip
+        raise ConfigError(
+            f"{cfg.path}: {asked} selects none of its {len(names)} "
+            f"{'selftests' if cfg.selftests else 'scenarios'}: {', '.join(names) or '(none)'}"
+        )
+    if cfg.selftests is not None:
+        tests = tuple(t for t in cfg.selftests.tests if wanted(t.name))
+        return replace(cfg, selftests=replace(cfg.selftests, tests=tests))
+    return replace(cfg, scenarios=tuple(s for s in cfg.scenarios if wanted(s.name)))

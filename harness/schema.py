@@ -173,6 +173,10 @@ def require(fields: dict[str, Node], name: str, parent: Node) -> Node:
     return fields[name]
 
 
+# libyaml's parser when PyYAML has it (Debian's does): the same nodes and marks, faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load(path: Path) -> Node:
     """Parse a YAML file into a root Node; syntax errors name the file and line."""
     try:

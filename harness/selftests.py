@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import cache, ktap, patches, proc, schema
+from harness import cache, ktap, patches, proc, prune, schema
 from harness.console import ConsoleReport
 from harness.errors import BuildError, HarnessError
 from harness.initramfs import Job
@@ -255,6 +255,7 @@ def build(
         store = cache.root() / "selftests" / key
         bins = {p: store / "bin" / p for p in wanted}
         if cached:
+            prune.touch(store)
             with log_path.open("a") as log:
                 log.write(f"# selftests {key} found in the cache: no make\n")
         return SelftestBuild(key, store, bins, cached, time.monotonic() - started)
@@ -277,7 +278,9 @@ def build(
             _make(source.tree, staging, wanted, log, log_path)
             (staging / "meta.json").write_text(key_text + "\n")
             (staging / "build.log").write_text(log_path.read_text())
-        return result(key, cached=False)
+        prune.touch(store, measure=True)
+    prune.enforce_cap(protect=(store,))
+    return result(key, cached=False)
 
 
 def _make(tree: Path, out: Path, programs: list[str], log: object, log_path: Path) -> None:

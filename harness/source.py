@@ -52,10 +52,40 @@ def _kernel_version(tree: Path) -> str:
 
 def _commit_snapshot(tree: Path, message: str) -> None:
     git(tree, "init", "-q", "-b", "harness-import")
+    # No auto-gc while importing: `git commit` would start one, detached, to run beside
+    # the first build.
+    git(tree, "config", "gc.auto", "0")
     # Debian's tree ignores everything at the top level (/* in .gitignore): force-add.
-    git(tree, "-c", "core.looseCompression=1", "add", "-A", "-f")
+    # Every file is "big" for this one command, so git streams the blobs straight into
+    # one pack (bulk checkin) instead of writing ~75,000 loose objects that a gc would
+    # then have to pack and delete (minutes on a busy disk).
+    git(tree, "-c", "core.bigFileThreshold=1", "add", "-A", "-f")
     git(tree, "commit", "-q", "--no-verify", "-m", message)
     git(tree, "tag", "-f", BASE_TAG)
+    pack(tree)
+
+
+def pack(tree: Path) -> None:
+    """Pack what the import left loose (its trees), and let later gcs run in the foreground.
+
+    An unpacked import makes the first git am start git's auto-gc, detached, and its
+    repack runs beside make for minutes. `repack -d` without -a packs only the loose
+    objects (a few thousand trees); later auto-gcs run in the foreground, under the source
+    lock (see collect_garbage()), rather than beside a build.
+    """
+    git(tree, "repack", "-d", "-q")
+    git(tree, "config", "--unset", "gc.auto", check=False)
+    git(tree, "config", "gc.autoDetach", "false")
+
+
+def collect_garbage(tree: Path) -> None:
+    """Let git collect garbage if it wants to, in the foreground; cheap when it need not.
+
+    Call with the source lock held, before patching: a tree imported before pack()
+    existed gets its one big repack here, once, instead of beside make.
+    """
+    git(tree, "-c", "gc.autoDetach=false", "-c", "pack.window=0", "-c", "pack.compression=1",
+        "gc", "--auto", "-q", check=False)  # fmt: skip
 
 
 def _import_tarball(tarball: Path, dest: Path) -> None:

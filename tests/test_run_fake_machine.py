@@ -51,7 +51,7 @@ def fake_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     bzimage = tmp_path / "bzImage"
     bzimage.write_bytes(b"not a kernel")
 
-    def prepare_kernel(cfg, run_dir, phases, state=None, force=False):  # type: ignore[no-untyped-def]
+    def prepare_kernel(cfg, run_dir, phases, state=None, force=False, variant=None):  # type: ignore[no-untyped-def]
         if state is not None:
             state.kernel.update(version="6.1.192", cached=True)
         return build.BuildResult("fakekey", bzimage, bzimage, bzimage, True, "0" * 40, "c" * 64,
@@ -87,3 +87,53 @@ def test_interrupted_boot_keeps_logs_and_partial_results(fake_kernel: None, tmp_
     assert results["verdict"] == "error" and results["error"] == "interrupted"
     assert (latest / "console.log").stat().st_size > 0
     assert json.loads((latest / "metadata.json").read_text())["phase_seconds"]
+
+
+def test_repeat_runs_n_times_and_the_reproducer_keeps_the_selection(
+    fake_kernel: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = runconfig.select(
+        runconfig.load(DATA / "configs" / "one-scenario.yaml"), ["anon-thp-*"], ["*-pmd"]
+    )
+    vm = RecordedMachine(DATA / "console" / "run-thp.log", DATA / "records" / "run-thp.log")
+    results = tmp_path / "results"
+
+    def body(*args: Any) -> int:
+        return run._execute(*args[:3], vm)
+
+    selection = ["--scenario", "anon-thp-*", "--exclude", "*-pmd"]
+    code = run.execute_repeated(cfg, results, ["harness", "run"], 3, body=body, run_args=selection)
+    assert code == run.EXIT_PASS
+    assert len(vm.requests) == 3
+    run_dirs = [d for d in results.iterdir() if d.is_dir() and not d.is_symlink()]
+    assert len(run_dirs) == 3
+    out = capsys.readouterr().out
+    assert "== run 3 of 3" in out and "== 3 runs: 3 pass (pass pass pass)" in out
+    assert "accel: accel:" not in out
+    reproducer = (results / "latest" / "reproducer.sh").read_text().splitlines()[2]
+    assert reproducer.endswith("run --config " + str(cfg.path) +
+                               " --scenario 'anon-thp-*' --exclude '*-pmd'")  # fmt: skip
+    command = reproducer.split()[0]
+    assert command.endswith("/bin/harness") and Path(command).exists()  # the venv's harness
+
+
+def test_repeat_status_is_the_worst_verdict(fake_kernel: None, tmp_path: Path) -> None:
+    cfg = runconfig.load(DATA / "configs" / "one-scenario.yaml")
+    codes = iter([run.EXIT_PASS, run.EXIT_FAIL, run.EXIT_PASS])
+    assert run.execute_repeated(cfg, tmp_path, [], 3, body=lambda *a: next(codes)) == 1
+    codes = iter([run.EXIT_FAIL, run.EXIT_ERROR])
+    assert run.execute_repeated(cfg, tmp_path, [], 2, body=lambda *a: next(codes)) == 2
+    codes = iter([run.EXIT_PASS, run.EXIT_INTERRUPTED, run.EXIT_PASS])
+    assert run.execute_repeated(cfg, tmp_path, [], 3, body=lambda *a: next(codes)) == 130
+
+
+def test_results_json_has_one_scenario_per_line(fake_kernel: None, tmp_path: Path) -> None:
+    cfg = runconfig.load(DATA / "configs" / "one-scenario.yaml")
+    vm = RecordedMachine(DATA / "console" / "run-thp.log", DATA / "records" / "run-thp.log")
+    run.execute(cfg, tmp_path, ["harness", "run"], machine_impl=vm)
+    text = (tmp_path / "latest" / "results.json").read_text()
+    data = json.loads(text)
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[1] == ' "verdict": "pass",'
+    (scenario_line,) = [line for line in lines if line.startswith('  {"name": ')]
+    assert json.loads(scenario_line) == data["scenarios"][0]

@@ -7,6 +7,7 @@ import pytest
 from harness import runconfig
 from harness.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "configs"
 
 
@@ -67,3 +68,37 @@ def test_shipped_configs_load() -> None:
     for path in sorted(root.glob("*.yaml")):
         if path.name not in ("nightly.yaml", "hosts.example.yaml"):
             runconfig.load(path)
+
+
+def test_scenario_globs_select_and_exclude() -> None:
+    cfg = runconfig.load(ROOT / "configs" / "thp.yaml")
+    shmem = runconfig.select(cfg, ["shmem-*"])
+    assert shmem.scenarios and all(s.name.startswith("shmem-") for s in shmem.scenarios)
+    assert len(shmem.scenarios) < len(cfg.scenarios)
+    fork = runconfig.select(cfg, ["anon-thp-fork-*"], ["*-cow-*"])
+    assert [s.name for s in fork.scenarios] == [
+        "anon-thp-fork-shares-pmd", "anon-thp-fork-child-exits", "anon-thp-fork-pte-mapped"
+    ]  # fmt: skip
+    several = runconfig.select(cfg, ["shmem-pmd", "anon-thp-pmd"])
+    assert [s.name for s in several.scenarios] == ["anon-thp-pmd", "shmem-pmd"]  # config order
+    assert runconfig.select(cfg) is cfg
+    everything_but = runconfig.select(cfg, exclude=["anon-*"])
+    assert len(everything_but.scenarios) == len(shmem.scenarios) + 1  # memfd-advise-madvise
+
+
+def test_a_glob_that_selects_nothing_names_what_there_is() -> None:
+    cfg = runconfig.load(ROOT / "configs" / "thp.yaml")
+    with pytest.raises(ConfigError) as info:
+        runconfig.select(cfg, ["shmem-pdm"])
+    message = str(info.value)
+    assert "thp.yaml" in message and "--scenario 'shmem-pdm'" in message
+    assert "shmem-pmd" in message  # the names to choose from
+
+
+def test_selftest_configs_select_tests_by_name() -> None:
+    cfg = runconfig.load(ROOT / "configs" / "selftests.yaml")
+    assert cfg.selftests is not None
+    picked = runconfig.select(cfg, ["gup_test-*"], ["*-ct"])
+    assert picked.selftests is not None
+    assert [t.name for t in picked.selftests.tests] == ["gup_test-u", "gup_test-a"]
+    assert picked.selftests.programs == ("gup_test",)  # only what is run gets built
