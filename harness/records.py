@@ -184,6 +184,10 @@ class ScenarioRecords:
         return self.status is not None
 
 
+def _opt_int(token: str, base: int = 10) -> int | None:
+    return None if token == "-" else int(token, base)
+
+
 class RecordParser:
     def __init__(self) -> None:
         self.scenarios: list[ScenarioRecords] = []
