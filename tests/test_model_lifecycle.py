@@ -146,3 +146,19 @@ def test_recall_states(tmp_path: Path) -> None:
     nothing = run(tmp_path, "- mmap: {map: a, length: 8K, at: 0}\n- probe: {label: p, map: a}\n"
                   "- recall: {label: r, probe: p}")  # fmt: skip
     assert nothing.errors == {3: "ENOENT"} and nothing.recalls == {}
+
+
+def test_drop_caches_keeps_fault_around_off_a_deactivated_thp(tmp_path: Path) -> None:
+    steps = """
+- file: {file: f, kind: tmpfs, path: /mnt/huge/f, size: 4M, populate: write}
+- mmap: {map: m, file: f, length: 4M, at: 25512K, shared: true}
+DROP
+- touch: {map: m, offset: 2M, length: 4K}
+- probe: {label: p, map: m}
+"""
+    knobs = setup(fault_around_bytes="2M")
+    # The window reaches back into the previous THP: 234 of its pages and 278 of this one.
+    assert mapped_pages(run(tmp_path, steps.replace("DROP", ""), knobs).probes["p"]) == 512
+    # Deactivated by drop_caches (PG_reclaim = PG_readahead): only ->fault's page.
+    dropped = run(tmp_path, steps.replace("DROP", "- drop_caches:"), knobs).probes["p"]
+    assert mapped_pages(dropped) == 1

@@ -251,7 +251,7 @@ def _fault_around(kernel: KernelState, mm: Mm, vma: Vma, va: int) -> None:
     folios = [
         f
         for f in file.folios_between(start_pgoff, end_pgoff)
-        if f.uptodate and max(start_pgoff, f.index) < file.size_pages
+        if f.uptodate and not f.reclaim and max(start_pgoff, f.index) < file.size_pages
     ]
     if not folios:
         return

@@ -35,6 +35,7 @@ class Folio:
         "pmd_maps",
         "pte_pages",
         "pte_runs",
+        "reclaim",
         "uptodate",
     )
 
@@ -49,6 +50,8 @@ class Folio:
         self.in_cache = False
         self.uptodate = True
         self.dirty = False
+        # PG_reclaim, which is PG_readahead's bit: fault-around skips the folio.
+        self.reclaim = False
         self.exclusive = 0  # bit i: PageAnonExclusive(page i)
         self.deferred_split = False
         self.pte_runs: set[PteRun] = set()
