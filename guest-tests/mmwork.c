@@ -1451,6 +1451,95 @@ static int emit_vmas(uint64_t lo, uint64_t hi)
 	return 0;
 }
 
+/* The mapped-page counters the accounting checks compare (global, in pages). */
+static int accounted_counter(const char *name)
+{
+	return !strcmp(name, "nr_anon_pages") || !strcmp(name, "nr_mapped") ||
+	       !strcmp(name, "nr_shmem") || !strcmp(name, "nr_file_pages");
+}
+
+/*
+ * Fold every CPU's pending vmstat deltas into the global counters first, so that they
+ * are exact: without it a counter may lag by up to the per-CPU threshold. Best effort:
+ * without CONFIG_SMP or CONFIG_PROC_SYSCTL the file is missing and the counters lag.
+ */
+static void refresh_vmstat(void)
+{
+	write_file("/proc/sys/vm/stat_refresh", "1");
+}
+
+/* Sum of a kB field over a smaps-like file ("Anonymous:", "Rss:"), or -1. */
+static long long smaps_total(const char *path, const char *name)
+{
+	char *text, *line, *nl;
+	long long total = -1, v;
+	int err;
+
+	text = read_text(path, &err);
+	for (line = text; line && *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		*nl = '\0';
+		if (smaps_field(line, name, &v))
+			total = (total < 0 ? 0 : total) + v;
+	}
+	free(text);
+	return total;
+}
+
+/*
+ * @COUNTS: the probing process's RSS counters (the kernel's per-mm counts, which may lag
+ * its page tables by a few faults: SPLIT_RSS_COUNTING) and the global mapped-page counters,
+ * folded first so they are exact.
+ */
+static void emit_counts(void)
+{
+	static const char *const status_fields[] = { "RssAnon:", "RssFile:", "RssShmem:" };
+	static const char *const status_keys[] = { "rss_anon_kb", "rss_file_kb", "rss_shmem_kb" };
+	char *text, *line, *nl, *out = NULL;
+	size_t outlen = 0, k;
+	long long v;
+	FILE *m;
+	int err;
+
+	m = open_memstream(&out, &outlen);
+	if (!m)
+		return;
+	fputs("@COUNTS", m);
+	text = read_text("/proc/self/status", &err);
+	for (line = text; line && *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		*nl = '\0';
+		for (k = 0; k < 3; k++)
+			if (smaps_field(line, status_fields[k], &v))
+				fprintf(m, " %s=%lld", status_keys[k], v);
+	}
+	free(text);
+	refresh_vmstat();
+	text = read_text("/proc/vmstat", &err);
+	for (line = text; line && *line; line = nl + 1) {
+		char *sp;
+
+		nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		*nl = '\0';
+		sp = strchr(line, ' ');
+		if (!sp)
+			continue;
+		*sp = '\0';
+		if (accounted_counter(line))
+			fprintf(m, " %s=%s", line, sp + 1);
+	}
+	free(text);
+	fclose(m);
+	wprintf("%s\n", out);
+	free(out);
+}
+
 static int do_probe(const struct cmd *c)
 {
 	struct probe_ctx *pc;
@@ -1500,6 +1589,7 @@ static int do_probe(const struct cmd *c)
 	}
 	if (!err)
 		err = emit_vmas(c->addr, c->addr + c->len);
+	emit_counts();
 	wprintf("@ENDPROBE %s\n", c->label);
 
 	if (pc->count.fd >= 0)
@@ -1698,6 +1788,15 @@ static void emit_vmstat(const char *when)
 		emit("@VMSTAT %s", when);
 		return;
 	}
+	/*
+	 * A first pass for nothing: the buffers it allocates are what the second one needs,
+	 * so the interpreter's heap does not grow between reading the counters and reading
+	 * its own footprint, and the two agree to the page.
+	 */
+	refresh_vmstat();
+	free(read_text("/proc/vmstat", &err));
+	smaps_total("/proc/self/smaps_rollup", "Anonymous:");
+	refresh_vmstat();
 	fprintf(m, "@VMSTAT %s", when);
 	text = read_text("/proc/vmstat", &err);
 	for (line = text; line && *line; line = nl + 1) {
@@ -1716,7 +1815,8 @@ static void emit_vmstat(const char *when)
 		    !strncmp(line, "pgscan_", 7) ||
 		    !strncmp(line, "allocstall_", 11) ||
 		    !strcmp(line, "nr_anon_transparent_hugepages") ||
-		    !strcmp(line, "nr_shmem_hugepages"))
+		    !strcmp(line, "nr_shmem_hugepages") ||
+		    accounted_counter(line))
 			fprintf(m, " %s=%s", line, sp + 1);
 	}
 	free(text);
@@ -1736,6 +1836,10 @@ static void emit_vmstat(const char *when)
 			fprintf(m, " rmap.%s.calls=%llu rmap.%s.pages=%llu",
 				name, calls, name, pages);
 	}
+	/* The interpreter's own pages: what the global counters move by besides the workers. */
+	fprintf(m, " self_anon_kb=%lld self_rss_kb=%lld",
+		smaps_total("/proc/self/smaps_rollup", "Anonymous:"),
+		smaps_total("/proc/self/smaps_rollup", "Rss:"));
 	fputc('\n', m);
 	fclose(m);
 	out_write(out, outlen);
@@ -2322,14 +2426,22 @@ static void run_setup(const struct line *l)
 
 static int run_script(void)
 {
-	struct proc *mainp;
+	struct proc *mainp, *calib;
 	size_t i;
 	int err;
 
 	emit("@SCENARIO %s", script.name);
-	emit_vmstat("begin");
 	/* orphaned fork children come back to us to be reaped */
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	/*
+	 * One worker started and stopped before the first snapshot: whatever the first
+	 * fork and exit leave behind in the interpreter is then in "begin" already, and
+	 * "exit" differs from it only by what the scenario's own workers left.
+	 */
+	calib = new_proc("calibrate");
+	if (!start_worker(calib))
+		stop_worker(calib, NULL);
+	emit_vmstat("begin");
 
 	mainp = new_proc("main");
 	err = start_worker(mainp);
@@ -2363,6 +2475,8 @@ static int run_script(void)
 			stop_worker(&procs[i], NULL);
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
+	/* every worker gone: their mappings must have left the counters as they found them */
+	emit_vmstat("exit");
 	/*
 	 * Leave nothing behind for the next scenario of the boot: its files
 	 * would stay in the page cache (and on tmpfs's shrink list, which a

@@ -1,5 +1,5 @@
 """Command line: harness run | build | boot | bisect | cache | doctor | model | report | diff |
-nightly | fuzz."""
+nightly | fuzz | coverage | mutate."""
 
 from __future__ import annotations
 
@@ -78,6 +78,26 @@ def cmd_boot(args: argparse.Namespace) -> int:
     if result.outcome != "done" or status is None:
         return run.EXIT_ERROR
     return 0 if status == 0 else run.EXIT_FAIL
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from harness.campaign import coverage
+
+    cfg = runconfig.load(Path(args.config))
+    return run.execute(cfg, _results_root(args), ["harness", *sys.argv[1:]], body=coverage.collect)
+
+
+def cmd_mutate(args: argparse.Namespace) -> int:
+    from harness.campaign import mutate
+
+    options = mutate.Options(
+        patches=args.patches, limit=args.limit,
+        resume=Path(args.resume) if args.resume else None,
+        coverage=Path(args.coverage) if args.coverage else None,
+        timeout=args.timeout, run_uncovered=args.run_uncovered, only=tuple(args.mutant or ()),
+        fuzz_budget=args.fuzz_budget,
+    )  # fmt: skip
+    return mutate.campaign(runconfig.load(Path(args.config)), _results_root(args), options)
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:
@@ -194,6 +214,36 @@ def parser() -> argparse.ArgumentParser:
     bo.add_argument("--config", required=True)
     bo.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD to run in the guest")
     bo.set_defaults(func=cmd_boot)
+
+    c = sub.add_parser(
+        "coverage", help="which of the series' added lines the scenarios run (gcov, gcovr)"
+    )
+    c.add_argument("--config", required=True, help="run config with a kernel series")
+    c.set_defaults(func=cmd_coverage)
+
+    mu = sub.add_parser(
+        "mutate", help="mutation testing: which one-line slips in the series the scenarios catch"
+    )
+    mu.add_argument("--config", required=True, help="run config with a kernel series")
+    mu.add_argument("--patches", help="patches to mutate, e.g. 0007-0012 (default: all)")
+    mu.add_argument("--limit", type=int, help="stop after the first N mutants")
+    mu.add_argument("--resume", help="a mutate run directory to continue")
+    mu.add_argument("--coverage", help="a `harness coverage` run directory (default: newest)")
+    mu.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds a mutant's guest may stay silent in one job (default 120)",
+    )
+    mu.add_argument(
+        "--run-uncovered",
+        action="store_true",
+        help="boot mutants on lines coverage never saw run, too",
+    )
+    mu.add_argument("--mutant", action="append", help="only this mutant id (repeatable)")
+    mu.add_argument("--fuzz-budget", type=int, default=0, metavar="N",
+                    help="also run N workloads of harness fuzz's generator (seed 1) per mutant")
+    mu.set_defaults(func=cmd_mutate)
 
     bi = sub.add_parser("bisect", help="the first patch of the series at which a scenario fails")
     bi.add_argument("--config", required=True, help="run config whose kernel.series to bisect")

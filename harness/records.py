@@ -105,6 +105,9 @@ class Probe:
     vmas: list[VmaInfo] = field(default_factory=list)
     # The series' rmap audit per head PFN: (tuples = W, vmas = V, status).
     audits: dict[int, tuple[int, int, str]] = field(default_factory=dict)
+    # @COUNTS (optional, newer mmwork): the process's Rss* (kB) and the global mapped-page
+    # counters (pages) at the probe.
+    counts: dict[str, int] = field(default_factory=dict)
     complete: bool = False
 
 
@@ -267,6 +270,10 @@ class RecordParser:
             self._probe.vmas.append(VmaInfo(int(start, 16), int(end, 16), *map(int, kbs)))
         elif tag == "@AUDIT" and self._probe is not None:
             self._probe.audits[int(t[1])] = (int(t[2]), int(t[3]), t[4])
+        elif tag == "@COUNTS" and self._probe is not None:
+            for token in t[1:]:
+                name, _, value = token.partition("=")
+                self._probe.counts[name] = int(value)
         elif tag == "@ENDPROBE" and self._probe is not None:
             self._probe.complete = True
             self._probe = None

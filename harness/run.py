@@ -284,18 +284,35 @@ def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
     phases.finish("model", t, "done")
 
     kernel = prepare_kernel(cfg, run_dir, phases, state, variant=variant)
+    return boot_and_compare(cfg, state, phases, vm, kernel.bzimage, predictions)
 
+
+def boot_and_compare(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
+                     vm: machine.Machine, bzimage: Path,
+                     predictions: dict[str, model.ModelResult],
+                     between: Callable[[str], initramfs.Job] | None = None) -> int:  # fmt: skip
+    """Boot `bzimage` with the config's scenarios and judge each one.
+
+    Campaigns call this with a kernel of their own (a mutant, a gcov build); `between(name)`
+    gives a job run after the boot ('boot') and after each scenario (its name), e.g. one
+    that brings data back.
+    """
+    run_dir = state.run_dir
     t = phases.start("guest", f"initramfs with {len(cfg.scenarios)} scenarios")
-    jobs = [initramfs.Job(sc.name, script=workload.guest_script(sc)) for sc in cfg.scenarios]
+    jobs = [between("boot")] if between else []
+    for sc in cfg.scenarios:
+        jobs.append(initramfs.Job(sc.name, script=workload.guest_script(sc)))
+        if between:
+            jobs.append(between(sc.name))
     image = initramfs.build(run_dir / "initramfs.cpio", GUEST_TESTS, jobs)
     phases.finish("guest", t, f"{image.stat().st_size >> 10} KiB")
 
     t = phases.start("accel", f"{cfg.machine.accel} requested")
-    accel, why = machine.resolve_accel(cfg.machine.accel, kernel.bzimage, image, run_dir)
+    accel, why = machine.resolve_accel(cfg.machine.accel, bzimage, image, run_dir)
     phases.finish("accel", t, f"{accel} ({why})")
 
     request = machine.BootRequest(
-        kernel=kernel.bzimage,
+        kernel=bzimage,
         initramfs=image,
         console_log=run_dir / "console.log",
         data_log=run_dir / "data.log",

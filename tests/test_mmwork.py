@@ -103,6 +103,7 @@ class Probe:
     npages: int
     pages: list[Page] = field(default_factory=list)
     vmas: list[tuple[int, ...]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
     ended: bool = False
 
 
@@ -171,6 +172,9 @@ def parse(rc: int, text: str, stderr: str) -> Run:
         elif t[0] == "@VMA":
             assert probe is not None and len(t) == 7, line
             probe.vmas.append((int(t[1], 16), int(t[2], 16), *(int(x) for x in t[3:])))
+        elif t[0] == "@COUNTS":
+            assert probe is not None, line
+            probe.counts = {k: int(v) for k, _, v in (x.partition("=") for x in t[1:])}
         elif t[0] == "@ENDPROBE":
             assert probe is not None and probe.label == t[1]
             probe.ended = True
@@ -203,7 +207,8 @@ def assert_ran_ok(run: Run, name: str = "t") -> None:
     assert run.rc == 0, (run.lines, run.stderr)
     assert run.lines[0] == f"@SCENARIO {name}"
     assert run.lines[1].startswith("@VMSTAT begin")
-    assert run.lines[-2].startswith("@VMSTAT end")
+    assert run.lines[-3].startswith("@VMSTAT end")
+    assert run.lines[-2].startswith("@VMSTAT exit")
     assert run.lines[-1] == f"@ENDSCENARIO {name} ok"
 
 
@@ -265,9 +270,22 @@ def test_anon_thp_probe(mmwork: Path, tmp_path: Path, pfns: None, thp: None) -> 
     assert (start, end, rss_kb) == (ARENA, ARENA + 4 * M, 4096)
     assert anon_huge_kb >= 2048
     begin, end_ = run.vmstat["begin"], run.vmstat["end"]
-    assert "nr_anon_transparent_hugepages" in begin
-    assert all(k.startswith(("thp_", "nr_", "pgscan_", "allocstall_")) for k in begin)
-    assert end_["thp_fault_alloc"] > begin["thp_fault_alloc"]
+    assert end_["nr_anon_transparent_hugepages"] >= 1
+    prefixes = ("thp_", "nr_", "self_", "pgscan_", "allocstall_")
+    assert all(k.startswith(prefixes) for k in begin | end_)
+    assert end_["thp_fault_alloc"] > begin.get("thp_fault_alloc", 0)
+    # Accounting: the counters the series touches, folded (exact) at every snapshot, and
+    # the interpreter's own footprint beside them.
+    for when in ("begin", "end", "exit"):
+        snap = run.vmstat[when]
+        assert {"nr_anon_pages", "nr_mapped", "nr_shmem", "nr_file_pages"} <= set(snap)
+        assert snap["self_anon_kb"] >= 0 and snap["self_rss_kb"] > 0
+    # The probing worker's counters: its 4 MiB of anon memory and the mapped pages.
+    counts = probe.counts
+    assert set(counts) == {"rss_anon_kb", "rss_file_kb", "rss_shmem_kb", "nr_anon_pages",
+                           "nr_mapped", "nr_shmem", "nr_file_pages"}  # fmt: skip
+    assert counts["rss_anon_kb"] >= 4096
+    assert counts["nr_anon_pages"] >= 1024
 
 
 def test_munmap_then_probe_not_present(mmwork: Path, tmp_path: Path, pfns: None) -> None:
@@ -534,7 +552,8 @@ def test_lost_process(mmwork: Path, tmp_path: Path) -> None:
     assert run.step(6) == "err 3 ESRCH"
     assert run.step(7) == "ok"
     assert run.step(8) == "ok"
-    assert run.lines[-2].startswith("@VMSTAT end")
+    assert run.lines[-3].startswith("@VMSTAT end")
+    assert run.lines[-2].startswith("@VMSTAT exit")
     assert run.lines[-1] == "@ENDSCENARIO t err"
 
 

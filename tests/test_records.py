@@ -102,6 +102,31 @@ def test_audit_records_attach_to_their_probe() -> None:
     assert probe.audits == {3072: (2, 1, "ok"), 4096: (0, 0, "skipped")}
 
 
+def test_counts_and_exit_snapshot_are_optional_records() -> None:
+    lines = [
+        "@SCENARIO s",
+        "@VMSTAT begin nr_anon_pages=100 nr_mapped=50 self_anon_kb=40 self_rss_kb=400",
+        "@PROBE p main 12 100000000000 1",
+        "@PAGE 100000000000 - 0 - - - -",
+        "@COUNTS rss_anon_kb=2048 rss_file_kb=8 rss_shmem_kb=0 nr_anon_pages=612 nr_mapped=50",
+        "@ENDPROBE p",
+        "@STEP 1 probe ok",
+        "@VMSTAT end nr_anon_pages=612 nr_mapped=50 self_anon_kb=40 self_rss_kb=400",
+        "@VMSTAT exit nr_anon_pages=100 nr_mapped=50 self_anon_kb=40 self_rss_kb=400",
+        "@ENDSCENARIO s ok",
+    ]
+    parser = parse_records(lines)
+    assert parser.malformed == []
+    (sc,) = parser.scenarios
+    assert sc.probes[0].counts == {"rss_anon_kb": 2048, "rss_file_kb": 8, "rss_shmem_kb": 0,
+                                   "nr_anon_pages": 612, "nr_mapped": 50}  # fmt: skip
+    assert sc.vmstat["exit"]["nr_anon_pages"] == 100
+    # Older captures have neither: they still parse, with no counts.
+    old = parse_records(load("anon-thp-munmap-half.log"))
+    assert all(p.counts == {} for p in old.scenarios[0].probes)
+    assert "exit" not in old.scenarios[0].vmstat
+
+
 def test_page_runs_expand_to_pages() -> None:
     """@PAGES: n pages, each one page further on, the PFN one further (step 1) or the same."""
     parser = parse_records(
