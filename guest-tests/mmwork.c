@@ -1494,6 +1494,9 @@ static void emit(const char *fmt, ...)
 	out_write(line, (size_t)n);
 }
 
+/* W counts the series' kernel found wrong itself (CONFIG_FOLIO_PT_MAPCOUNT) */
+#define PT_ERRORS "/sys/kernel/debug/folio_pt_mapcount/errors"
+
 static void emit_vmstat(const char *when)
 {
 	char *text, *line, *nl, *out = NULL;
@@ -1525,6 +1528,10 @@ static void emit_vmstat(const char *when)
 		    !strcmp(line, "nr_shmem_hugepages"))
 			fprintf(m, " %s=%s", line, sp + 1);
 	}
+	free(text);
+	text = read_text(PT_ERRORS, &err);
+	if (text)
+		fprintf(m, " pt_mapcount_errors=%ld", strtol(text, NULL, 10));
 	fputc('\n', m);
 	fclose(m);
 	out_write(out, outlen);
@@ -1990,6 +1997,8 @@ static int run_script(void)
 			stop_worker(&procs[i], NULL);
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
+	/* the exits unmapped what the steps left: W errors show up here too */
+	emit_vmstat("exit");
 	emit("@ENDSCENARIO %s %s", script.name, run_failed ? "err" : "ok");
 	return run_failed ? EXIT_FAILURE_RUN : EXIT_OK;
 }

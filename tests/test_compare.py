@@ -167,3 +167,22 @@ def test_kept_w_is_checked_against_the_model_and_the_audit(scenario) -> None:  #
     assert verdict.verdict == "fail"
     assert "W: expected 1, observed 2" in verdict.diff
     assert "rmap audit: mismatch, the kernel's pt_mapcount 2 but 1 tuples" in verdict.diff
+
+
+def test_w_the_kernel_found_wrong_fails_the_scenario(scenario) -> None:  # type: ignore[no-untyped-def]
+    recs = observed()
+    # The series' kernel counts every W it finds wrong (folio_pt_mapcount/errors); the guest
+    # reads the counter at the start, after the steps and after the processes exited.
+    recs.vmstat["begin"]["pt_mapcount_errors"] = 3
+    recs.vmstat["end"]["pt_mapcount_errors"] = 3
+    recs.vmstat["exit"] = {"pt_mapcount_errors": 3}
+    assert judge(scenario, recs, model.predict(scenario)).verdict == "pass"
+    recs.vmstat["exit"]["pt_mapcount_errors"] = 5  # two wrong counts as the processes exited
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "fail"
+    assert verdict.reason == "the kernel found its W wrong 2 time(s)"
+    assert "W wrong 2 time(s)" in verdict.diff
+    # An unpatched kernel has no counter: nothing to judge.
+    for counters in recs.vmstat.values():
+        counters.pop("pt_mapcount_errors")
+    assert judge(scenario, recs, model.predict(scenario)).verdict == "pass"

@@ -191,7 +191,8 @@ def assert_ran_ok(run: Run, name: str = "t") -> None:
     assert run.rc == 0, (run.lines, run.stderr)
     assert run.lines[0] == f"@SCENARIO {name}"
     assert run.lines[1].startswith("@VMSTAT begin")
-    assert run.lines[-2].startswith("@VMSTAT end")
+    assert run.lines[-3].startswith("@VMSTAT end")
+    assert run.lines[-2].startswith("@VMSTAT exit")
     assert run.lines[-1] == f"@ENDSCENARIO {name} ok"
 
 
@@ -519,7 +520,8 @@ def test_lost_process(mmwork: Path, tmp_path: Path) -> None:
     assert run.step(6) == "err 3 ESRCH"
     assert run.step(7) == "ok"
     assert run.step(8) == "ok"
-    assert run.lines[-2].startswith("@VMSTAT end")
+    assert run.lines[-3].startswith("@VMSTAT end")
+    assert run.lines[-2].startswith("@VMSTAT exit")
     assert run.lines[-1] == "@ENDSCENARIO t err"
 
 
