@@ -186,3 +186,21 @@ def test_w_the_kernel_found_wrong_fails_the_scenario(scenario) -> None:  # type:
     for counters in recs.vmstat.values():
         counters.pop("pt_mapcount_errors")
     assert judge(scenario, recs, model.predict(scenario)).verdict == "pass"
+
+
+SERIES_RECORDS = (
+    Path(__file__).parent / "data" / "records" / "series-anon-thp-mremap-misaligned.log"
+)
+
+
+def test_a_series_kernel_run_reads_its_w_error_counter() -> None:
+    """Captured from the series-debug kernel: the counter at the start, after the steps and
+    after the exits; the scenario passes, and fails once the kernel reports a wrong W."""
+    cfg = runconfig.load(ROOT / "configs" / "series.yaml")
+    scenario = next(s for s in cfg.scenarios if s.name == "anon-thp-mremap-misaligned")
+    recs = records.parse_records(SERIES_RECORDS.read_text().splitlines()).scenarios[0]
+    assert [recs.vmstat[w]["pt_mapcount_errors"] for w in ("begin", "end", "exit")] == [0, 0, 0]
+    assert judge(scenario, recs, model.predict(scenario)).verdict == "pass"
+    recs.vmstat["exit"]["pt_mapcount_errors"] = 1
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "fail" and "W wrong 1 time(s)" in (verdict.reason or "")
