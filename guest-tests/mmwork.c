@@ -1776,6 +1776,9 @@ static void emit(const char *fmt, ...)
 	out_write(line, (size_t)n);
 }
 
+/* W counts the series' kernel found wrong itself (CONFIG_FOLIO_PT_MAPCOUNT) */
+#define PT_ERRORS "/sys/kernel/debug/folio_pt_mapcount/errors"
+
 static void emit_vmstat(const char *when)
 {
 	char *text, *line, *nl, *out = NULL;
@@ -1840,6 +1843,10 @@ static void emit_vmstat(const char *when)
 	fprintf(m, " self_anon_kb=%lld self_rss_kb=%lld",
 		smaps_total("/proc/self/smaps_rollup", "Anonymous:"),
 		smaps_total("/proc/self/smaps_rollup", "Rss:"));
+	free(text);
+	text = read_text(PT_ERRORS, &err);
+	if (text)
+		fprintf(m, " pt_mapcount_errors=%ld", strtol(text, NULL, 10));
 	fputc('\n', m);
 	fclose(m);
 	out_write(out, outlen);

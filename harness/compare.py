@@ -386,6 +386,17 @@ def environment_causes(
     return causes, problems
 
 
+def pt_mapcount_errors(records: ScenarioRecords) -> int:
+    """How often the series' kernel found its own W wrong during the scenario: the growth of
+    its folio_pt_mapcount/errors counter from the start to the processes' exit (0 when the
+    kernel has no such counter)."""
+    begin = records.vmstat.get("begin", {}).get("pt_mapcount_errors")
+    if begin is None:
+        return 0
+    after = [records.vmstat.get(when, {}).get("pt_mapcount_errors") for when in ("end", "exit")]
+    return max((n for n in after if n is not None), default=begin) - begin
+
+
 def judge(
     scenario: workload.Scenario,
     records: ScenarioRecords | None,
@@ -461,6 +472,13 @@ def judge(
     if accounting:
         result.verdict = "fail"
         result.diff += "".join(f"{line}\n" for line in accounting)
+    wrong_w = pt_mapcount_errors(records)
+    if wrong_w:
+        result.verdict = "fail"
+        result.diff += (
+            f"the kernel found its (VMA, page table) count W wrong {wrong_w} time(s) "
+            "(folio_pt_mapcount/errors; console.log has the first warning)\n"
+        )
 
     verdicts = {p.verdict for p in result.probes}
     problems = []
@@ -491,9 +509,11 @@ def judge(
     elif result.verdict == "fail" or "fail" in verdicts:
         result.verdict = "fail"
         nbad = sum(1 for p in result.probes if p.verdict == "fail")
-        result.reason = f"{nbad} probe(s) differ from the model" if nbad else "a step differs"
-        if accounting and not nbad:
-            result.reason = accounting[0]
+        reasons = [f"{nbad} probe(s) differ from the model"] if nbad else []
+        if wrong_w:
+            reasons.append(f"the kernel found its W wrong {wrong_w} time(s)")
+        reasons += accounting[:1]
+        result.reason = "; ".join(reasons) or "a step differs"
     elif "environment" in verdicts:
         result.verdict = "environment"
         result.reason = "; ".join(result.environment)

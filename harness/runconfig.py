@@ -7,6 +7,7 @@ behaves the same whatever the current directory is.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -94,15 +95,26 @@ def _kernel(node: schema.Node | None, base: Path, default: KernelSpec | None = N
     return KernelSpec(source, ref, series, base_config, tuple(fragments), cmdline)
 
 
+SIDE_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
 def _compare(
     node: schema.Node, base: Path, kernel: KernelSpec
 ) -> tuple[tuple[str, KernelSpec], ...]:
-    """`compare: {baseline: {...}, patched: {...}}`: each side overrides the kernel section."""
-    f = node.mapping(("baseline", "patched"))
-    return tuple(
-        (label, _kernel(schema.require(f, label, node), base, kernel))
-        for label in ("baseline", "patched")
-    )
+    """`compare: {baseline: {...}, patched: {...}}`: each side overrides the kernel section.
+
+    More sides may come between the two (`patches-1-9: {...}`), in the order given: each is
+    compared with the baseline like the patched side, and a benchmark table shows them all.
+    """
+    entries = node.entries()
+    for label, value in entries:
+        if not SIDE_LABEL.match(label):
+            raise value.error(f"compare side '{label}': use letters, digits, '.', '_', '-'")
+    sides = dict(entries)
+    for label in ("baseline", "patched"):
+        schema.require(sides, label, node)
+    order = ["baseline", *(k for k, _ in entries if k not in ("baseline", "patched")), "patched"]
+    return tuple((label, _kernel(sides[label], base, kernel)) for label in order)
 
 
 def _machine(node: schema.Node | None) -> MachineSpec:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import initramfs, machine, patches, report, run, runconfig, selftests, source
+from harness.formats import bench
 from harness.selftests import SelftestPlan, TestResult
 
 GUEST = initramfs.GuestSettings(park_khugepaged=False)  # the tests set khugepaged themselves
@@ -55,13 +56,20 @@ def body(
         "compare", "per-test outcomes" + (" (baseline vs patched)" * bool(cfg.compare))
     )
     if cfg.compare:
-        base, patched = sides
-        pairs = selftests.compare(names, base.results, patched.results)
-        state.selftests["table"] = [p.to_json() for p in pairs]
-        regressions = [p.name for p in pairs if p.change == "regression"]
+        base, *others = sides
+        regressions: list[str] = []
+        for other in others:
+            pairs = selftests.compare(names, base.results, other.results)
+            if other is sides[-1]:
+                state.selftests["table"] = [p.to_json() for p in pairs]
+            else:
+                state.selftests.setdefault("tables", {})[other.label] = [p.to_json() for p in pairs]
+            suffix = "" if other is sides[-1] else f" ({other.label})"
+            regressions += [p.name + suffix for p in pairs if p.change == "regression"]
+            print(selftests.pair_table(pairs, (base.label, other.label)))
         state.selftests["regressions"] = regressions
-        phases.finish("compare", t, f"{len(regressions)} regression(s) in {len(pairs)} tests")
-        print(selftests.pair_table(pairs, (base.label, patched.label)))
+        phases.finish("compare", t, f"{len(regressions)} regression(s) in {len(names)} tests")
+        _print_bench(sides, state)
         if regressions:
             state.verdict = "fail"
             phases.progress.say(f"regressions: {', '.join(regressions)}")
@@ -74,8 +82,30 @@ def body(
     state.selftests["table"] = [r.to_json() for r in results]
     phases.finish("compare", t, f"{len(results) - len(bad)}/{len(results)} passed or skipped")
     print(selftests.single_table(results))
+    _print_bench(sides, state)
     state.verdict = "fail" if bad else "pass"
     return run.EXIT_FAIL if bad else run.EXIT_PASS
+
+
+def _print_bench(sides: list[Side], state: run.RunState) -> None:
+    """The mmbench table (guest-tests/mmbench.c), when a test printed its repeats."""
+    kernels = []
+    for side in sides:
+        lines: list[str] = []
+        for result in side.results.values():
+            if result.output:
+                lines += _read_lines(state.run_dir / result.output)
+        kernels.append((side.label, bench.parse(lines)))
+    if not any(results for _, results in kernels):
+        return
+    state.selftests["bench"] = {
+        label: {f"{op}/{scan}": {"median_us": s.median(), "spread": round(s.spread(), 3),
+                                 "repeats": len(s.us),
+                                 **{c: s.counter(c) for c in bench.COUNTERS}}
+                for (op, scan), s in results.items()}
+        for label, results in kernels
+    }  # fmt: skip
+    print(bench.table(kernels))
 
 
 def _run_side(label: str, cfg: runconfig.RunConfig, plan: SelftestPlan, state: run.RunState,

@@ -206,3 +206,38 @@ def test_accounting_balances_once_the_workers_are_gone() -> None:
     # Records of an older mmwork (no exit snapshot) are not checked.
     (sc,) = parse_records(_accounting_records("@STEP 1 probe ok")).scenarios
     assert accounting_problems(sc) == []
+def test_w_the_kernel_found_wrong_fails_the_scenario(scenario) -> None:  # type: ignore[no-untyped-def]
+    recs = observed()
+    # The series' kernel counts every W it finds wrong (folio_pt_mapcount/errors); the guest
+    # reads the counter at the start, after the steps and after the processes exited.
+    recs.vmstat["begin"]["pt_mapcount_errors"] = 3
+    recs.vmstat["end"]["pt_mapcount_errors"] = 3
+    recs.vmstat["exit"] = {"pt_mapcount_errors": 3}
+    assert judge(scenario, recs, model.predict(scenario)).verdict == "pass"
+    recs.vmstat["exit"]["pt_mapcount_errors"] = 5  # two wrong counts as the processes exited
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "fail"
+    assert verdict.reason == "the kernel found its W wrong 2 time(s)"
+    assert "W wrong 2 time(s)" in verdict.diff
+    # An unpatched kernel has no counter: nothing to judge.
+    for counters in recs.vmstat.values():
+        counters.pop("pt_mapcount_errors")
+    assert judge(scenario, recs, model.predict(scenario)).verdict == "pass"
+
+
+SERIES_RECORDS = (
+    Path(__file__).parent / "data" / "records" / "series-anon-thp-mremap-misaligned.log"
+)
+
+
+def test_a_series_kernel_run_reads_its_w_error_counter() -> None:
+    """Captured from the series-debug kernel: the counter at the start, after the steps and
+    after the exits; the scenario passes, and fails once the kernel reports a wrong W."""
+    cfg = runconfig.load(ROOT / "configs" / "series.yaml")
+    scenario = next(s for s in cfg.scenarios if s.name == "anon-thp-mremap-misaligned")
+    recs = records.parse_records(SERIES_RECORDS.read_text().splitlines()).scenarios[0]
+    assert [recs.vmstat[w]["pt_mapcount_errors"] for w in ("begin", "end", "exit")] == [0, 0, 0]
+    assert judge(scenario, recs, model.predict(scenario)).verdict == "pass"
+    recs.vmstat["exit"]["pt_mapcount_errors"] = 1
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "fail" and "W wrong 1 time(s)" in (verdict.reason or "")

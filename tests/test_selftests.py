@@ -628,3 +628,44 @@ def test_build_is_keyed_by_what_the_binaries_are_made_of(
     assert st.key not in (first.key, uapi.key)
     assert selftests.build(src, base, ["gup_test", "ksm_tests"], log).key != first.key
     assert "found in the cache: no make" in log.read_text()
+
+
+def test_more_kernels_compare_with_the_baseline_and_show_the_bench(
+    tmp_path: Path, fakes: list[str]
+) -> None:
+    def bench(us: tuple[int, ...], rmap: int) -> tuple[str, int, list[str]]:
+        lines = ["TAP version 13", "1..1"]
+        lines += [f"# mmbench op=zap-anon scan=- rep={i} us={t} rmap_calls={rmap} ptes_read=0"
+                  for i, t in enumerate(us)]  # fmt: skip
+        return ("ok", 0, [*lines, "ok 1 a"])
+
+    class PerKernel(ScriptedMachine):
+        def boot(self, request: machine.BootRequest, on_line: Any = None) -> machine.BootResult:
+            log = str(request.console_log)
+            self.script = {
+                "soft-dirty": ("panic",) if "/middle/" in log else TAP_PASS,
+                "uffd": bench((100, 300, 200), 8) if "/patched/" in log else bench((90, 110), 8),
+                "khugepaged": TAP_PASS,
+            }
+            return super().boot(request, on_line)
+
+    three = COMPARE.replace("  patched:", "  middle: {series: series}\n  patched:")
+    code, results = _execute(tmp_path, PLAN + three, PerKernel({}))
+    assert list(results["selftests"]["kernels"]) == ["baseline", "middle", "patched"]
+    # The middle kernel is compared with the baseline too, and its regression fails the run.
+    assert results["selftests"]["regressions"] == ["soft-dirty (middle)"]
+    assert code == run.EXIT_FAIL
+    middle = {p["name"]: p for p in results["selftests"]["tables"]["middle"]}
+    assert middle["soft-dirty"]["change"] == "regression"
+    # mmbench's repeats: medians, spreads and counters per kernel.
+    zap = results["selftests"]["bench"]["patched"]["zap-anon/-"]
+    assert zap["median_us"] == 200 and zap["spread"] == 1.0 and zap["repeats"] == 3
+    assert zap["rmap_calls"] == 8
+    assert results["selftests"]["bench"]["baseline"]["zap-anon/-"]["median_us"] == 100
+
+
+def test_compare_side_labels_are_checked(tmp_path: Path) -> None:
+    body = PLAN + COMPARE.replace("  patched:", "  'a b': {}\n  patched:")
+    with pytest.raises(ConfigError) as info:
+        runconfig.load(write_config(tmp_path, body))
+    assert "compare side 'a b'" in str(info.value) and "run.yaml:" in str(info.value)
