@@ -358,7 +358,7 @@ def _index_runs(pairs: list[tuple[int, int | None]]) -> list[list[Any]]:
 
 
 def environment_causes(
-    records: ScenarioRecords, scenario: workload.Scenario, predicted: dict[str, int]
+    records: ScenarioRecords, predicted: dict[str, int]
 ) -> tuple[list[str], list[str]]:
     """(causes, problems): vmstat counters that grew where the model cannot predict it,
     and predicted events the kernel did not count as many times as the model says."""
@@ -446,7 +446,7 @@ def judge(
                 f"step {step.index} {step.op} at {where}: "
                 f"expected {want or 'success'}, got {got or 'success'}\n"
             )
-    result.environment, event_problems = environment_causes(records, scenario, model.events)
+    result.environment, event_problems = environment_causes(records, model.events)
     for problem in event_problems:
         result.verdict = "fail"
         result.diff += f"vmstat {problem}\n"
