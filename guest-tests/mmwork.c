@@ -1779,26 +1779,12 @@ static void emit(const char *fmt, ...)
 /* W counts the series' kernel found wrong itself (CONFIG_FOLIO_PT_MAPCOUNT) */
 #define PT_ERRORS "/sys/kernel/debug/folio_pt_mapcount/errors"
 
-static void emit_vmstat(const char *when)
+/* One @VMSTAT record, without its newline, to m. */
+static void write_vmstat(FILE *m, const char *when)
 {
-	char *text, *line, *nl, *out = NULL;
-	size_t outlen = 0;
-	FILE *m;
+	char *text, *line, *nl;
 	int err;
 
-	m = open_memstream(&out, &outlen);
-	if (!m) {
-		emit("@VMSTAT %s", when);
-		return;
-	}
-	/*
-	 * A first pass for nothing: the buffers it allocates are what the second one needs,
-	 * so the interpreter's heap does not grow between reading the counters and reading
-	 * its own footprint, and the two agree to the page.
-	 */
-	refresh_vmstat();
-	free(read_text("/proc/vmstat", &err));
-	smaps_total("/proc/self/smaps_rollup", "Anonymous:");
 	refresh_vmstat();
 	fprintf(m, "@VMSTAT %s", when);
 	text = read_text("/proc/vmstat", &err);
@@ -1847,11 +1833,42 @@ static void emit_vmstat(const char *when)
 	text = read_text(PT_ERRORS, &err);
 	if (text)
 		fprintf(m, " pt_mapcount_errors=%ld", strtol(text, NULL, 10));
+	free(text);
+}
+
+static void emit_vmstat(const char *when)
+{
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *m;
+
+	/*
+	 * A first record for nothing. It faults in every page of code the
+	 * real one runs and grows the heap to what it needs, so nothing the
+	 * interpreter maps changes between reading the global counters and
+	 * reading its own footprint, and the two agree to the page. (When
+	 * only the counters were read first, the code that parses the
+	 * series' rmap_stats was faulted in between: 16 pages of text in
+	 * the interpreter's Rss at "begin" and not yet in nr_mapped.)
+	 */
+	m = open_memstream(&out, &outlen);
+	if (m) {
+		write_vmstat(m, when);
+		fclose(m);
+		free(out);
+		out = NULL;
+		outlen = 0;
+	}
+	m = open_memstream(&out, &outlen);
+	if (!m) {
+		emit("@VMSTAT %s", when);
+		return;
+	}
+	write_vmstat(m, when);
 	fputc('\n', m);
 	fclose(m);
 	out_write(out, outlen);
 	free(out);
-	free(text);
 }
 
 static void emit_step(const struct line *l, int err)
