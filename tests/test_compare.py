@@ -206,6 +206,8 @@ def test_accounting_balances_once_the_workers_are_gone() -> None:
     # Records of an older mmwork (no exit snapshot) are not checked.
     (sc,) = parse_records(_accounting_records("@STEP 1 probe ok")).scenarios
     assert accounting_problems(sc) == []
+
+
 def test_w_the_kernel_found_wrong_fails_the_scenario(scenario) -> None:  # type: ignore[no-untyped-def]
     recs = observed()
     # The series' kernel counts every W it finds wrong (folio_pt_mapcount/errors); the guest
@@ -241,3 +243,22 @@ def test_a_series_kernel_run_reads_its_w_error_counter() -> None:
     recs.vmstat["exit"]["pt_mapcount_errors"] = 1
     verdict = judge(scenario, recs, model.predict(scenario))
     assert verdict.verdict == "fail" and "W wrong 1 time(s)" in (verdict.reason or "")
+
+
+ACCOUNTING_RECORDS = Path(__file__).parent / "data" / "records" / "series-shmem-fork-refaults.log"
+
+
+def test_a_series_kernel_run_balances_nr_mapped_and_fails_on_a_leak() -> None:
+    """Captured from the series kernel with the interpreter that faults in its record code
+    before reading counters: nr_mapped comes back exactly (609 -> 1121 -> 609). Sixteen
+    pages left on it (what an unexplained drift looked like before) fail the scenario."""
+    cfg = runconfig.load(ROOT / "configs" / "series.yaml")
+    scenario = next(s for s in cfg.scenarios if s.name == "shmem-fork-refaults")
+    recs = records.parse_records(ACCOUNTING_RECORDS.read_text().splitlines()).scenarios[0]
+    assert recs.vmstat["begin"]["nr_mapped"] == recs.vmstat["exit"]["nr_mapped"]
+    assert judge(scenario, recs, model.predict(scenario)).verdict == "pass"
+    recs.vmstat["exit"]["nr_mapped"] += 16
+    verdict = judge(scenario, recs, model.predict(scenario))
+    assert verdict.verdict == "fail"
+    assert "nr_mapped moved by +16 pages" in verdict.reason
+    assert "expected +0" in verdict.diff
