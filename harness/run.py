@@ -7,6 +7,7 @@ whatever verdict could be reached.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
@@ -14,7 +15,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from harness import (
     workload,
 )
 from harness.errors import HarnessError
-from harness.formats import write
+from harness.formats import cases, write
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GUEST_TESTS = PROJECT_ROOT / "guest-tests"
@@ -246,20 +247,22 @@ def execute(cfg: runconfig.RunConfig, results_root: Path, argv: list[str],
         state.metadata["phase_seconds"] = phases.seconds
         state.metadata["wall_seconds"] = round(progress.elapsed(), 3)
         report.write_json(run_dir / "metadata.json", state.metadata)
-        report.write_json_lines(run_dir / "results.json", state.results())
+        results = state.results()
+        report.write_json_lines(run_dir / "results.json", results)
         (run_dir / "reproducer.sh").write_text(_reproducer(state))
-        _write_formats(run_dir, progress)
+        _write_formats(run_dir, progress, results, state.metadata)
     progress.say(f"verdict: {state.verdict.upper()}  ->  {run_dir}/results.json")
     progress.say(f"reproduce: {state.metadata['reproducer']}")
     return code
 
 
-def _write_formats(run_dir: Path, progress: report.Progress) -> None:
+def _write_formats(run_dir: Path, progress: report.Progress, results: dict[str, Any],
+                   metadata: dict[str, Any]) -> None:  # fmt: skip
     """results.ktap, junit.xml, kcidb.json and report.html from what results.json holds,
     for every run, interrupted or not. A writer's failure is reported and never costs the
     run its verdict or its exit status."""
     try:
-        written = write.write_all(run_dir)
+        written = write.write_all(run_dir, cases.from_run(run_dir, results, metadata))
     except Exception as exc:  # a bug in a writer must not hide the run's own outcome
         progress.say(f"formats: not written: {type(exc).__name__}: {exc}")
         return
@@ -277,19 +280,53 @@ def _reproducer(state: RunState) -> str:
 def _execute(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
              vm: machine.Machine, variant: KernelVariant | None = None) -> int:  # fmt: skip
     run_dir = state.run_dir
-    # The model runs first: a scenario it cannot follow is a config problem, found before
-    # spending minutes on a build and a boot.
-    t = phases.start("model", f"predicting {len(cfg.scenarios)} scenarios")
-    predictions = {sc.name: model.predict(sc) for sc in cfg.scenarios}
-    phases.finish("model", t, "done")
+    # The model needs neither the kernel nor the guest: it runs in a thread beside the
+    # build and the boot (which wait on make and QEMU, not on the GIL), and the comparison
+    # waits for it. A scenario it cannot follow is a config problem: when the model has
+    # failed by the time the kernel is ready, the run stops before booting it.
+    phases.progress.say(f"model: predicting {len(cfg.scenarios)} scenarios beside the build")
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model") as pool:
+        future = pool.submit(_predict_all, cfg.scenarios, phases)
+        try:
+            kernel = prepare_kernel(cfg, run_dir, phases, state, variant=variant)
+            if future.done():
+                future.result()  # raises the model's error, if any
+            return boot_and_compare(cfg, state, phases, vm, kernel.bzimage,
+                                    _Predictions(future))  # fmt: skip
+        finally:
+            future.cancel()
 
-    kernel = prepare_kernel(cfg, run_dir, phases, state, variant=variant)
-    return boot_and_compare(cfg, state, phases, vm, kernel.bzimage, predictions)
+
+def _predict_all(scenarios: list[workload.Scenario],
+                 phases: report.Phases) -> dict[str, model.ModelResult]:  # fmt: skip
+    started = time.monotonic()
+    predictions = {sc.name: model.predict(sc) for sc in scenarios}
+    phases.seconds["model"] = round(time.monotonic() - started, 3)
+    return predictions
+
+
+class _Predictions(Mapping[str, "model.ModelResult"]):
+    """The model's predictions, waited for on first use."""
+
+    def __init__(self, future: concurrent.futures.Future[dict[str, model.ModelResult]]) -> None:
+        self._future = future
+
+    def _all(self) -> dict[str, model.ModelResult]:
+        return self._future.result()
+
+    def __getitem__(self, name: str) -> model.ModelResult:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 def boot_and_compare(cfg: runconfig.RunConfig, state: RunState, phases: report.Phases,
                      vm: machine.Machine, bzimage: Path,
-                     predictions: dict[str, model.ModelResult],
+                     predictions: Mapping[str, model.ModelResult],
                      between: Callable[[str], initramfs.Job] | None = None) -> int:  # fmt: skip
     """Boot `bzimage` with the config's scenarios and judge each one.
 

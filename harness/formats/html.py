@@ -15,6 +15,7 @@ virtual addresses cross a VMA boundary (solid) or a page-table boundary, every 2
 from __future__ import annotations
 
 import html
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -98,11 +99,11 @@ def _expand(runs: list[list[Any]] | None) -> dict[int, int | None]:
 def _runs_of(values: list[Any]) -> list[tuple[int, int, Any]]:
     """Consecutive equal values -> (first, count, value), to draw one rect per run."""
     out: list[tuple[int, int, Any]] = []
-    for i, v in enumerate(values):
-        if out and out[-1][2] == v:
-            out[-1] = (out[-1][0], out[-1][1] + 1, v)
-        else:
-            out.append((i, 1, v))
+    first = 0
+    for value, group in itertools.groupby(values):  # C-speed: a report draws ~10^6 pages
+        count = len(list(group))
+        out.append((first, count, value))
+        first += count
     return out
 
 
@@ -134,14 +135,11 @@ def folio_svg(folio: dict[str, Any], vmas: list[dict[str, Any]]) -> str:
     out.append(f'<text x="0" y="{y_kernel + 13}" font-size="11">kernel</text>')
 
     def strip(y: float, values: dict[int, int | None], present_only: bool) -> None:
-        row = []
-        for i in range(npages):
-            if i not in in_range:
-                row.append("out")
-            elif present_only and i not in values:
-                row.append(None)
-            else:
-                row.append(values.get(i))
+        get = values.get
+        row = [
+            "out" if i not in in_range else None if present_only and i not in values else get(i)
+            for i in range(npages)
+        ]
         for start, count, value in _runs_of(row):
             fill = OUT_OF_RANGE if value == "out" else p_colour(value)
             what = "outside the probe" if value == "out" else (

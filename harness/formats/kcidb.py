@@ -175,7 +175,13 @@ def render_data(report: RunReport, run_dir: Path | None = None) -> dict[str, Any
 
 
 def render(report: RunReport, run_dir: Path | None = None) -> str:
-    return json.dumps(render_data(report, run_dir), indent=1) + "\n"
+    # One test per line: greppable, and written by json's C encoder (indenting the whole
+    # document falls back to the pure-Python one, five times slower on a 90-scenario run).
+    data = render_data(report, run_dir)
+    head = {key: value for key, value in data.items() if key != "tests"}
+    tests = ",\n  ".join(json.dumps(test) for test in data["tests"])
+    tail = f'"tests": [\n  {tests}\n ]' if tests else '"tests": []'
+    return json.dumps(head)[:-1] + f", {tail}}}\n"
 
 
 def write(run_dir: Path, report: RunReport) -> Path:
