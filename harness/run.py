@@ -24,11 +24,11 @@ from harness import (
     build,
     cache,
     compare,
+    early_judge,
     initramfs,
     machine,
     model,
     patches,
-    records,
     report,
     runconfig,
     source,
@@ -366,8 +366,9 @@ def boot_and_compare(cfg: runconfig.RunConfig, state: RunState, phases: report.P
         accel=accel, accel_reason=why, memory_mb=request.memory_mb, cpus_requested=request.cpus
     )
     t = phases.start("boot", f"QEMU ({accel}), console -> {request.console_log}")
+    judge = early_judge.EarlyJudge(cfg.scenarios, predictions, request.data_log)
     with phases.progress.bar("boot: scenarios", len(jobs)) as bar:
-        booted = vm.boot(request, on_line=_job_progress(phases.progress, bar))
+        booted = vm.boot(request, on_line=_job_progress(phases.progress, bar, judge.scenario_ended))
     console = booted.report
     state.machine.update(
         outcome=booted.outcome,
@@ -390,14 +391,7 @@ def boot_and_compare(cfg: runconfig.RunConfig, state: RunState, phases: report.P
     )
 
     t = phases.start("compare", "guest records against the reference model")
-    data_lines = _read_lines(request.data_log)
-    parsed = records.parse_records(data_lines)
-    state.scenarios = [
-        compare.judge(
-            sc, _records_for(parsed, sc.name), console, booted, predictions[sc.name]
-        ).to_json()
-        for sc in cfg.scenarios
-    ]
+    state.scenarios = judge.final(console, booted)
     (run_dir / "diff.txt").write_text(
         "".join(
             f"== {s['name']}: {s['verdict']}\n{s['diff']}" for s in state.scenarios if s["diff"]
@@ -444,19 +438,10 @@ def _boot_problem(booted: machine.BootResult) -> str | None:
     return None
 
 
-def _records_for(parsed: records.RecordParser, name: str) -> records.ScenarioRecords | None:
-    return next((r for r in parsed.scenarios if r.name == name), None)
-
-
-def _read_lines(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return path.read_bytes().decode(errors="replace").splitlines()
-
-
-def _job_progress(progress: report.Progress, bar: report.Bar | None = None):  # type: ignore[no-untyped-def]
+def _job_progress(progress: report.Progress, bar: report.Bar | None = None,  # type: ignore[no-untyped-def]
+                  job_ended: Callable[[], None] | None = None):  # fmt: skip
     """Console hook: one progress line when the guest boots and when each job starts; the
-    bar counts the jobs finished."""
+    bar counts the jobs finished, and `job_ended` hears of each."""
     seen: dict[str, float] = {}
 
     def on_line(line: str) -> None:
@@ -466,8 +451,11 @@ def _job_progress(progress: report.Progress, bar: report.Bar | None = None):  # 
         elif initramfs.MARK_BEGIN in line:
             name = line.split(initramfs.MARK_BEGIN, 1)[1].strip()
             progress.say(f"boot:   {name}")
-        elif initramfs.MARK_END in line and bar is not None:
-            bar.advance(1, line.split(initramfs.MARK_END, 1)[1].split()[0])
+        elif initramfs.MARK_END in line:
+            if bar is not None:
+                bar.advance(1, line.split(initramfs.MARK_END, 1)[1].split()[0])
+            if job_ended is not None:
+                job_ended()
 
     return on_line
 
