@@ -431,3 +431,26 @@ def test_a_night_whose_only_host_is_unreachable_loses_no_cell(tmp_path: Path) ->
     assert "no host left to run it (gone: " in cell["error"]
     assert summary["hosts"]["gone"] and summary["comparison"]["new_failures"] == ["thp-pmd"]
     assert "host gone: not used tonight" in out.getvalue()
+
+
+def test_cells_start_longest_first_by_budget_and_by_the_last_night(tmp_path: Path) -> None:
+    m = matrix.load(DEFAULT)
+    root = tmp_path / "nightly"
+    first = nightly.new_night_dir(root, "2026-12-01")
+    night = nightly.Night(m, first, 0, None, lambda _: None)
+    # No history: only the fuzz cell's 30-minute budget is known; the rest keep their order.
+    assert nightly.longest_first(night) == [
+        "fuzz-series", "thp", "series", "series-debug", "selftests", "stress",
+    ]  # fmt: skip
+    took = {"thp": 26, "series": 35, "series-debug": 26, "selftests": 2400, "stress": 110,
+            "fuzz-series": 1805}  # fmt: skip
+    (first / "summary.json").write_text(
+        json.dumps({"cells": {n: {"status": "pass", "seconds": s} for n, s in took.items()}})
+    )
+    second = nightly.Night(m, nightly.new_night_dir(root, "2026-12-02"), 0, None, lambda _: None)
+    assert nightly.longest_first(second) == [
+        "selftests", "fuzz-series", "stress", "series", "thp", "series-debug",
+    ]  # fmt: skip
+    # A budget given for the night counts for the campaign cells, as it will when they run.
+    third = nightly.Night(m, nightly.new_night_dir(root, "2026-12-03"), 0, "2h", lambda _: None)
+    assert nightly.longest_first(third)[0] == "fuzz-series"

@@ -317,9 +317,32 @@ class Night:
         return path
 
 
+def expected_seconds(night: Night) -> dict[str, float]:
+    """How long each cell should take: its campaign budget, or what it took the last night
+    that ran it; 0 when nothing says."""
+    previous = previous_night(night.directory.parent, night.directory.name)
+    last = (previous[1].get("cells") or {}) if previous else {}
+    expected: dict[str, float] = {}
+    for cell in night.matrix.cells:
+        took = (last.get(cell.name) or {}).get("seconds") or 0
+        budget = 0
+        if cell.campaign is not None:
+            with contextlib.suppress(ValueError):  # a bad --budget is reported where it is used
+                budget = matrixlib.duration_seconds(night.budget or cell.campaign.time)
+        expected[cell.name] = max(float(took), float(budget))
+    return expected
+
+
+def longest_first(night: Night) -> list[str]:
+    """The cells in the order to start them: longest first, so that the night ends when its
+    longest cell does, not when a 30-minute fuzz started last does (ties: matrix order)."""
+    expected = expected_seconds(night)
+    return sorted(expected, key=lambda name: -expected[name])
+
+
 def _run_local(night: Night, jobs: int) -> None:
     cells = {c.name: c for c in night.matrix.cells}
-    queue = CellQueue(list(cells))
+    queue = CellQueue(longest_first(night))
     budget = MemoryBudget(available_memory_mb())
     slots = local_slots(jobs)
     night.log(f"local: {slots} cell(s) at a time, {budget.total_mb} MiB of memory available")
@@ -374,7 +397,7 @@ def _run_ssh(night: Night, specs: list[hostlib.HostSpec]) -> None:
     for host in hosts:
         if host.dead:
             night.log(f"host {host.name}: not used tonight: {host.dead}")
-    queue = CellQueue([c.name for c in night.matrix.cells])
+    queue = CellQueue(longest_first(night))
 
     def worker(host: hostlib.Host) -> Callable[[], None]:
         def loop() -> None:
