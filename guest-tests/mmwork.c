@@ -52,6 +52,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -2346,6 +2347,40 @@ static int step_split(const struct line *l)
 	return write_file(SPLIT_PATH, buf);
 }
 
+/*
+ * Every process of a scenario runs on CPU 0 (workers inherit the mask at
+ * fork).  The kernel keeps folios on their way to the LRU lists in per-CPU
+ * batches and drains them locally (lru_add_drain() in munmap, madvise,
+ * exit...): on one CPU a folio a worker faulted is on the LRU by the time
+ * the same or another worker madvises it away, as the model assumes; across
+ * two CPUs it may still sit in the other CPU's batch, held by the batch's
+ * reference, and MADV_PAGEOUT cannot isolate it, DONTNEED cannot free it.
+ */
+static void pin_to_one_cpu(void)
+{
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+}
+
+/*
+ * Drain this CPU's LRU batches: munmap() runs unmap_region(), which starts
+ * with lru_add_drain().  Around drop_caches, so that every folio is on the
+ * LRU when invalidate_mapping_pages() deactivates it (a folio still in the
+ * lru_add batch is skipped) and every unmapped dirty small folio has
+ * PG_reclaim once the step ends (deactivate_file_folio() queues small ones
+ * in a batch of 15; large ones go at once).
+ */
+static void drain_lru_batches(void)
+{
+	void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p != MAP_FAILED)
+		munmap(p, 4096);
+}
+
 static void run_step(const struct line *l)
 {
 	struct cmd c = { 0 };
@@ -2414,7 +2449,9 @@ static void run_step(const struct line *l)
 		err = step_split(l);
 		break;
 	case OP_DROP_CACHES:
+		drain_lru_batches();
 		err = write_file(DROP_CACHES_PATH, "3");
+		drain_lru_batches();
 		break;
 	case OP_OPEN:
 		err = step_open(l);
@@ -2565,6 +2602,7 @@ int main(int argc, char **argv)
 		usage();
 
 	signal(SIGPIPE, SIG_IGN);
+	pin_to_one_cpu();
 	out_fd = open_output(out);
 	if (out_fd < 0) {
 		fprintf(stderr, "mmwork: cannot open %s: %s\n", out,

@@ -162,3 +162,22 @@ DROP
     # Deactivated by drop_caches (PG_reclaim = PG_readahead): only ->fault's page.
     dropped = run(tmp_path, steps.replace("DROP", "- drop_caches:"), knobs).probes["p"]
     assert mapped_pages(dropped) == 1
+
+
+def test_drop_caches_keeps_fault_around_off_deactivated_small_folios(tmp_path: Path) -> None:
+    """Small folios too (mmwork drains the one CPU's LRU batches around drop_caches), but
+    only those nothing maps: a page still mapped elsewhere is not deactivated."""
+    steps = """
+- file: {file: f, kind: memfd, size: 512K, populate: write}
+- mmap: {map: keep, file: f, length: 4K, file_offset: 128K, at: 8M, shared: true}
+- touch: {map: keep, length: 4K}
+- mmap: {map: m, file: f, length: 512K, at: 40M, shared: true}
+DROP
+- touch: {map: m, offset: 424K, length: 4K}
+- probe: {label: p, map: m}
+"""
+    knobs = "{shmem_enabled: never, fault_around_bytes: 2M}"
+    assert mapped_pages(run(tmp_path, steps.replace("DROP", ""), knobs).probes["p"]) == 128
+    dropped = run(tmp_path, steps.replace("DROP", "- drop_caches:"), knobs).probes["p"]
+    # ->fault's page, and the page `keep` maps (mapped, so never given PG_reclaim).
+    assert mapped_pages(dropped) == 2

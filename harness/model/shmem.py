@@ -152,11 +152,11 @@ def drop_caches(kernel: KernelState, files: list[ShmemFile]) -> None:
             if not folio.mapped and not folio.dirty:
                 file.remove(folio)
                 kernel.release(folio)
-            elif not folio.mapped and folio.order > 0:
+            elif not folio.mapped:
                 # deactivate_file_folio: lru_deactivate_file_fn sets PG_reclaim on an
                 # unmapped dirty folio, and PG_reclaim is PG_readahead's bit, which
                 # filemap_map_pages skips: no fault-around over it from now on. A large
-                # folio is moved at once; small ones wait in a per-CPU batch until
-                # something drains it, which the model cannot know, so only large
-                # folios are marked.
+                # folio is moved at once; small ones wait in a per-CPU batch of 15,
+                # which mmwork drains right after the write to drop_caches (its
+                # processes all run on one CPU), so every one of them is marked too.
                 folio.reclaim = True
