@@ -454,3 +454,29 @@ def test_cells_start_longest_first_by_budget_and_by_the_last_night(tmp_path: Pat
     # A budget given for the night counts for the campaign cells, as it will when they run.
     third = nightly.Night(m, nightly.new_night_dir(root, "2026-12-03"), 0, "2h", lambda _: None)
     assert nightly.longest_first(third)[0] == "fuzz-series"
+
+
+def test_a_campaign_cell_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seeded campaign that found something would find it again in its whole budget; a
+    plain cell that fails is retried. (The attempt itself is replaced: this is the policy.)"""
+    m = matrix.load(write(tmp_path, """\
+        retries: 2
+        cells:
+          - {name: fuzz, config: @ROOT@/configs/series.yaml, campaign: {command: fuzz, time: 1m}}
+          - {name: thp, config: @ROOT@/configs/thp.yaml}
+        """))  # fmt: skip
+    attempts: list[list[str]] = []
+
+    def failing_attempt(argv: list[str], attempt_dir: Path, stream: object) -> int:
+        attempts.append(argv)
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        return 1
+
+    monkeypatch.setattr(nightly, "_attempt", failing_attempt)
+    assert nightly.run_cell(m, "fuzz", tmp_path / "fuzz", stream=io.StringIO()) == 1
+    assert [a[0] for a in attempts] == ["fuzz"]
+    record = json.loads((tmp_path / "fuzz" / "cell.json").read_text())
+    assert record["retries"] == 0 and record["status"] == "fail"
+    attempts.clear()
+    assert nightly.run_cell(m, "thp", tmp_path / "thp", stream=io.StringIO()) == 1
+    assert [a[0] for a in attempts] == ["run", "run", "run"]

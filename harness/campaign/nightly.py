@@ -164,6 +164,10 @@ def run_cell(matrix: matrixlib.Matrix, name: str, out: Path, retries: int | None
     _interrupt_on_sigterm()
     cell = matrix.cell(name)
     retries = matrix.retries if retries is None else retries
+    if cell.campaign is not None:
+        # A campaign is seeded: another attempt spends its whole budget to find the same
+        # workloads again, and what it found is saved, shrunk, in the first attempt.
+        retries = 0
     out.mkdir(parents=True, exist_ok=True)
     _clear_cell_dir(out)
     record: dict[str, Any] = {
