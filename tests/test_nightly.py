@@ -480,3 +480,14 @@ def test_a_campaign_cell_is_not_retried(tmp_path: Path, monkeypatch: pytest.Monk
     attempts.clear()
     assert nightly.run_cell(m, "thp", tmp_path / "thp", stream=io.StringIO()) == 1
     assert [a[0] for a in attempts] == ["run", "run", "run"]
+
+
+def test_skipped_scenarios_are_not_listed_as_failing(tmp_path: Path) -> None:
+    latest = tmp_path / "latest"
+    latest.mkdir()
+    scenarios = [
+        {"name": "a", "verdict": "pass"}, {"name": "fa-whole-x", "verdict": "skipped"},
+        {"name": "b", "verdict": "fail"}, {"name": "c", "verdict": "environment"},
+    ]  # fmt: skip
+    (latest / "results.json").write_text(json.dumps({"verdict": "pass", "scenarios": scenarios}))
+    assert nightly._verdict(tmp_path)["failing"] == ["b", "c"]
