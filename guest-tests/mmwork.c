@@ -2274,6 +2274,46 @@ static int read_u64_at(int fd, uint64_t pfn, uint64_t *v)
  * PFNs have a mapcount, and for a file folio how many of its page-cache
  * indexes are resident (mincore over a fresh mapping: nothing is faulted).
  */
+/*
+ * How many of the folio's nr PFNs (from head) are mapped where the probe saw
+ * them, at the same addresses, in any of the scenario's live processes (fork
+ * children keep the addresses).  kpagecount says whether anything maps a
+ * PFN; a page the scenario freed may have been handed out again since (on
+ * the one CPU the scenario runs on, the next small allocation takes the page
+ * freed last), to the scenario itself at another address or to anything else.
+ */
+static uint64_t mapped_in_place(const struct remembered *r, uint64_t nr)
+{
+	uint64_t first_va = r->va - (r->pfn - r->head) * PG, count = 0, i;
+	uint64_t *entries = calloc(nr, 8);
+	unsigned char *seen = calloc(nr, 1);
+	size_t p;
+
+	for (p = 0; entries && seen && p < MAX_PROCS; p++) {
+		char path[64];
+		ssize_t got;
+		int pm;
+
+		if (procs[p].state != P_ALIVE)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)procs[p].pid);
+		pm = open(path, O_RDONLY | O_CLOEXEC);
+		if (pm < 0)
+			continue;
+		got = pread(pm, entries, nr * 8, (off_t)(first_va / PG * 8));
+		for (i = 0; got > 0 && i < (uint64_t)got / 8; i++)
+			if ((entries[i] & PM_PRESENT) &&
+			    (entries[i] & PM_PFN_MASK) == r->head + i)
+				seen[i] = 1;
+		close(pm);
+	}
+	for (i = 0; seen && i < nr; i++)
+		count += seen[i];
+	free(entries);
+	free(seen);
+	return count;
+}
+
 static int step_recall(const struct line *l)
 {
 	struct remembered *r = &remembered[l->arg];
@@ -2282,7 +2322,7 @@ static int step_recall(const struct line *l)
 	char now[16] = "-", res[24] = "-";
 
 	if (!r->have) {
-		emit("@RECALL %s %s %" PRIx64 " - - - - - -", l->name,
+		emit("@RECALL %s %s %" PRIx64 " - - - - - - -", l->name,
 		     r->label, l->addr);
 		return ENOENT;	/* the probe did not see a page there */
 	}
@@ -2325,8 +2365,8 @@ static int step_recall(const struct line *l)
 	if (have_res)
 		snprintf(res, sizeof(res), "%" PRIu64, resident);
 	emit("@RECALL %s %s %" PRIx64 " %" PRIu64 " %d %s %" PRIx64 " %" PRIu64
-	     " %s", l->name, r->label, l->addr, r->head, r->order, now, fl,
-	     mapped, res);
+	     " %s %" PRIu64, l->name, r->label, l->addr, r->head, r->order, now,
+	     fl, mapped, res, mapped_in_place(r, nr));
 out:
 	if (cfd >= 0)
 		close(cfd);

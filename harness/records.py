@@ -116,6 +116,10 @@ KPF_ANON, KPF_SWAPBACKED, KPF_PGTABLE = 1 << 12, 1 << 14, 1 << 26
 RECALL_STATES = ("mapped", "cached", "unmapped", "split", "freed")
 
 
+# A recall state the PFN facts leave open: "mapped" (moved) or "freed" (and reused).
+ELSEWHERE = "mapped elsewhere"
+
+
 @dataclass
 class Recall:
     """A recall step's look at a remembered folio (None fields: the probe saw no page)."""
@@ -129,6 +133,9 @@ class Recall:
     kpageflags: int | None  # of the head PFN now
     mapped_pages: int | None  # of the remembered PFNs, those with a mapcount
     resident_pages: int | None  # of its page-cache indexes, those resident (file folios)
+    # of the remembered PFNs, those mapped where the probe saw them, in any process of the
+    # scenario (None: an older mmwork)
+    mapped_in_place: int | None = None
 
     def state(self, was_anon: bool) -> str | None:
         """What became of the folio, judged by its head page (WORKLOAD.md, "recall")."""
@@ -143,6 +150,11 @@ class Recall:
             return "freed"  # the head PFN is in a larger folio now: freed and reused
         if self.now_order < order:
             return "split"
+        if self.mapped_pages and self.mapped_in_place == 0:
+            # Mapped, but not where the folio was: moved (mremap), or freed and handed out
+            # again (on the one CPU a scenario runs on, the next small allocation takes
+            # the page freed last). PFN facts cannot tell which.
+            return ELSEWHERE
         if self.mapped_pages:
             return "mapped"
         if not was_anon and self.resident_pages:
@@ -159,6 +171,7 @@ class Recall:
             "now_order": self.now_order,
             "mapped_pages": self.mapped_pages,
             "resident_pages": self.resident_pages,
+            "mapped_in_place": self.mapped_in_place,
         }
 
 
@@ -281,6 +294,7 @@ class RecordParser:
             sc.recalls[t[1]] = Recall(
                 t[1], t[2], int(t[3], 16), _opt_int(t[4]), _opt_int(t[5]), _opt_int(t[6]),
                 _opt_int(t[7], 16), _opt_int(t[8]), _opt_int(t[9]),
+                _opt_int(t[10]) if len(t) > 10 else None,
             )  # fmt: skip
         elif tag == "@VMSTAT":
             counters = {}

@@ -262,3 +262,36 @@ def test_a_series_kernel_run_balances_nr_mapped_and_fails_on_a_leak() -> None:
     assert verdict.verdict == "fail"
     assert "nr_mapped moved by +16 pages" in verdict.reason
     assert "expected +0" in verdict.diff
+
+
+def _recall_records(in_place: str) -> list[str]:
+    """Captured from fz1-486 (series kernel): an order-0 anon page freed by MADV_DONTNEED,
+    its PFN handed out again, to the same process at another address."""
+    return [
+        "@SCENARIO s",
+        "@PROBE p3 main 41 100002c00000 513",
+        "@PAGE 100002e00000 6594 81000000000019c2 1 400005828 6594 0 1 0 -",
+        "@ENDPROBE p3",
+        f"@RECALL r2 p3 100002e00000 6594 0 0 400005808 1 - {in_place}",
+        "@ENDSCENARIO s ok",
+    ]
+
+
+def test_a_pfn_mapped_elsewhere_is_freed_or_moved_but_nothing_else() -> None:
+    from harness.compare import judge_recall
+    from harness.records import parse_records
+
+    (moved_or_reused,) = parse_records(_recall_records("0")).scenarios
+    assert moved_or_reused.recalls["r2"].state(was_anon=True) == "mapped elsewhere"
+    assert judge_recall("r2", "freed", moved_or_reused)["verdict"] == "pass"
+    assert judge_recall("r2", "mapped", moved_or_reused)["verdict"] == "pass"
+    check = judge_recall("r2", "unmapped", moved_or_reused)
+    assert check["verdict"] == "fail" and "observed mapped elsewhere" in check["diff"]
+    # Mapped where the probe saw it: the same folio, still mapped; "freed" is wrong.
+    (in_place,) = parse_records(_recall_records("1")).scenarios
+    assert judge_recall("r2", "mapped", in_place)["verdict"] == "pass"
+    assert judge_recall("r2", "freed", in_place)["verdict"] == "fail"
+    # An older mmwork's record (no count): judged on kpagecount alone, as before.
+    (old,) = parse_records([line.rsplit(" ", 1)[0] if line.startswith("@RECALL") else line
+                            for line in _recall_records("0")]).scenarios  # fmt: skip
+    assert old.recalls["r2"].state(was_anon=True) == "mapped"
